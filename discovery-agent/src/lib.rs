@@ -1,0 +1,1 @@
+//! Discovery agent: finds, vets and publishes the live Alternator nodes.

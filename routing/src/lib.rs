@@ -1,0 +1,8 @@
+//! Pure routing core of alternator-mesh.
+//!
+//! Every routing decision lives here so that the proxy-wasm filter and the discovery agent
+//! agree byte for byte, and so that the official ScyllaDB client specifications can be tested
+//! without a proxy. This crate performs no I/O, reads no clock and owns no randomness source:
+//! callers pass time, counters and random numbers in. It compiles natively and for
+//! `wasm32-wasip1`.
+#![forbid(unsafe_code)]

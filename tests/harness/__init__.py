@@ -1,0 +1,1 @@
+"""Shared end-to-end test harness: processes, ports, Envoy rendering, eventually-polling."""
