@@ -6,3 +6,8 @@
 //! callers pass time, counters and random numbers in. It compiles natively and for
 //! `wasm32-wasip1`.
 #![forbid(unsafe_code)]
+
+pub mod affinity;
+pub mod dynamodb;
+pub mod gorand;
+pub mod hash;

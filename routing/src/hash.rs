@@ -1,0 +1,1 @@
+//! Placeholder; owned by routing-b, who replaces this file.
