@@ -9,5 +9,14 @@
 
 pub mod affinity;
 pub mod dynamodb;
+pub mod endpoint;
 pub mod gorand;
 pub mod hash;
+pub mod health;
+pub mod localnodes;
+pub mod snapshot;
+
+pub use endpoint::{Endpoint, EndpointError, Scheme};
+pub use health::{HealthThresholds, NodeHealth, Observation};
+pub use localnodes::{parse_localnodes, LocalNodes, LocalNodesError};
+pub use snapshot::{HealthState, Node, NodeSnapshot, SnapshotError};
