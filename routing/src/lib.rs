@@ -14,9 +14,13 @@ pub mod gorand;
 pub mod hash;
 pub mod health;
 pub mod localnodes;
+pub mod plan;
+pub mod scope;
 pub mod snapshot;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
 pub use localnodes::{parse_localnodes, LocalNodes, LocalNodesError};
+pub use plan::{select, RoutingTable};
+pub use scope::{Scope, ScopeMode, ScopePolicy};
 pub use snapshot::{HealthState, Node, NodeSnapshot, SnapshotError};
