@@ -1,14 +1,24 @@
-"""Render and locate Envoy for tests, the demo and config validation."""
+"""Render and run the shipped Envoy configuration for tests, the demo and config validation."""
+import json
 import os
 import pathlib
 import re
 import shutil
 import sys
+import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-WASM_PATH = ROOT / "target" / "wasm32-wasip1" / "wasm-release" / "alternator_filter.wasm"
+from .util import ROOT, OwnedProcess, eventually, free_port, target_dir
+
+ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
+WASM_REL = pathlib.Path("wasm32-wasip1") / "wasm-release" / "alternator_filter.wasm"
+# Kept for callers that import it; the live value honours $CARGO_TARGET_DIR (see wasm_path()).
+WASM_PATH = ROOT / "target" / WASM_REL
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def wasm_path() -> pathlib.Path:
+    return target_dir() / WASM_REL
 
 
 def render_template(text: str, values: dict) -> str:
@@ -37,6 +47,11 @@ def envoy_binary() -> str:
     return found
 
 
+def plugin_config_value(config: dict) -> str:
+    """The plugin configuration as it goes between the YAML single quotes of `value: '...'`."""
+    return json.dumps(config, separators=(",", ":")).replace("'", "''")
+
+
 def validation_values() -> dict:
     """Harmless values for every placeholder a shipped config may use."""
     return {
@@ -46,7 +61,105 @@ def validation_values() -> dict:
         "AGENT_ADDRESS": "127.0.0.1",
         "AGENT_PORT": 9181,
         "ALTERNATOR_PORT": 8000,
-        "WASM_PATH": str(WASM_PATH),
-        "PLUGIN_CONFIG": "{}",
+        "WASM_PATH": str(wasm_path()),
+        "PLUGIN_CONFIG": plugin_config_value({"fallbacks": 2}),
+        "NUM_RETRIES": 2,
+        "EDS_REFRESH_DELAY": "1s",
         "ACCESS_LOG_PATH": os.devnull,
     }
+
+
+_base_id_counter = [0]
+
+
+def unique_base_id() -> int:
+    """A shared-memory base id no other Envoy of this machine is likely to use."""
+    _base_id_counter[0] += 1
+    return 10_000 + (os.getpid() % 5_000) * 10 + _base_id_counter[0] % 10
+
+
+class Envoy:
+    """A running Envoy rendered from `envoy/envoy.yaml`, admin reached through a file path."""
+
+    def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
+                 concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.listen_port = free_port()
+        self.plugin_config = dict(plugin_config)
+        fallbacks = int(self.plugin_config.get("fallbacks", 2))
+        values = validation_values()
+        values.update({
+            "LISTEN_PORT": self.listen_port,
+            "ADMIN_PORT": 0,
+            "AGENT_PORT": agent_port,
+            "PLUGIN_CONFIG": plugin_config_value(self.plugin_config),
+            "NUM_RETRIES": fallbacks,
+            "ACCESS_LOG_PATH": str(self.workdir / "access.log"),
+            "EDS_REFRESH_DELAY": "0.5s",
+        })
+        values.update(extra_values or {})
+        wasm = pathlib.Path(values["WASM_PATH"])
+        if not wasm.exists():
+            raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
+        self.config_path = self.workdir / "envoy.yaml"
+        self.config_path.write_text(render_template(ENVOY_YAML.read_text(), values))
+        self.admin_path = self.workdir / "admin-address"
+        self.log_path = self.workdir / "envoy.log"
+        self.process = OwnedProcess(
+            [envoy_binary(), "-c", self.config_path, "--base-id", unique_base_id(),
+             "--concurrency", concurrency, "--admin-address-path", self.admin_path,
+             "-l", log_level, "--component-log-level", "wasm:debug"],
+            "envoy", self.log_path,
+        )
+        self.admin = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def wait_ready(self, timeout: float = 30.0):
+        def ready():
+            if not self.process.alive():
+                raise AssertionError(f"envoy exited:\n{self.process.log_tail()}")
+            text = self.admin_path.read_text().strip() if self.admin_path.exists() else ""
+            if not text:
+                return False
+            self.admin = f"http://{text}"
+            return self.admin_get("/ready").strip() == "LIVE"
+
+        eventually(ready, timeout=timeout, message=f"envoy ready; log:\n{self.process.log_tail()}")
+        return self
+
+    def admin_get(self, path: str) -> str:
+        with urllib.request.urlopen(self.admin + path, timeout=5) as r:
+            return r.read().decode()
+
+    def stats(self) -> dict:
+        """Flat `name: value` of counters and gauges (tag-extracted names not applied)."""
+        out = {}
+        data = json.loads(self.admin_get("/stats?format=json"))
+        for s in data.get("stats", []):
+            if "name" in s and "value" in s:
+                out[s["name"]] = s["value"]
+        return out
+
+    def prometheus(self) -> str:
+        return self.admin_get("/stats/prometheus")
+
+    def healthy_members(self, cluster: str = "alternator") -> set:
+        """`ip:port` of the cluster members Envoy currently has (from EDS)."""
+        members = set()
+        for line in self.admin_get("/clusters").splitlines():
+            parts = line.split("::")
+            if len(parts) >= 4 and parts[0] == cluster and parts[2] == "health_flags":
+                if parts[3] == "healthy":
+                    members.add(parts[1])
+        return members
+
+    def access_log(self) -> str:
+        p = self.workdir / "access.log"
+        return p.read_text() if p.exists() else ""
+
+    def stop(self):
+        self.process.stop()

@@ -1,0 +1,493 @@
+//! Plugin configuration: the JSON document Envoy passes as the filter's `configuration`
+//! (Istio: `pluginConfig`). Parsed once per VM in `on_configure` into an immutable
+//! [`FilterConfig`] that every HTTP context shares. Every field is documented, with its
+//! default, in the crate README.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a plugin configuration was refused. The message always names the offending field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Not JSON, an unknown field, or a value of the wrong type.
+    #[error("invalid plugin configuration at `{path}`: {message}")]
+    Syntax { path: String, message: String },
+    /// Well-formed JSON with a value outside what the filter accepts.
+    #[error("invalid plugin configuration: `{field}` {problem}")]
+    Value {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// How ordinary (non key-affine) requests spread over the nodes in scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Per-worker counter with a random start: the most even spread.
+    #[default]
+    RoundRobin,
+    /// A fresh random first choice for every request.
+    Random,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::Random => "random",
+        }
+    }
+}
+
+/// What happens when no node of the configured scope is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeMode {
+    /// Widen rack → datacenter → cluster until some node is usable.
+    #[default]
+    Fallback,
+    /// Never leave the configured scope: no usable node means a 503.
+    Strict,
+}
+
+/// Which DynamoDB requests are routed by their partition key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityModeConfig {
+    #[default]
+    None,
+    /// Read-modify-write operations only (conditional writes, update expressions, ...).
+    Rmw,
+    /// Every write.
+    AnyWrite,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    agent: RawAgent,
+    routing_header: String,
+    fallbacks: u32,
+    policy: Policy,
+    scope: RawScope,
+    affinity: RawAffinity,
+    max_body_bytes: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            agent: RawAgent::default(),
+            routing_header: DEFAULT_ROUTING_HEADER.to_string(),
+            fallbacks: 2,
+            policy: Policy::RoundRobin,
+            scope: RawScope::default(),
+            affinity: RawAffinity::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAgent {
+    cluster: String,
+    authority: String,
+    path: String,
+    tick_ms: u64,
+    long_poll_s: u64,
+    request_timeout_ms: u64,
+    error_backoff_ms: u64,
+    lease_ms: u64,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            cluster: "alternator_agent".to_string(),
+            authority: "alternator-discovery-agent".to_string(),
+            path: "/v1/nodes".to_string(),
+            tick_ms: 500,
+            long_poll_s: 20,
+            request_timeout_ms: 5_000,
+            error_backoff_ms: 2_000,
+            lease_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawScope {
+    datacenter: Option<String>,
+    rack: Option<String>,
+    mode: ScopeMode,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAffinity {
+    mode: AffinityModeConfig,
+    tables: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_ROUTING_HEADER: &str = "x-alternator-endpoints";
+/// DynamoDB's own request size limit.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// The agent answers `?wait=N` for N up to 60 s.
+const MAX_LONG_POLL_S: u64 = 60;
+/// Envoy retries walk the header's list; more than this is never useful for a cluster.
+const MAX_FALLBACKS: u32 = 16;
+
+/// Where and how often the root context asks the discovery agent for the node snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Envoy cluster that reaches the agent (`dispatch_http_call` upstream).
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub tick: Duration,
+    /// `?wait=` value of the long-poll; 0 disables long-polling (plain polls every tick).
+    pub long_poll: Duration,
+    /// Timeout of a poll on top of the long-poll wait.
+    pub request_timeout: Duration,
+    pub error_backoff: Duration,
+    pub lease: Duration,
+}
+
+/// The scope restricting which nodes serve this Envoy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeConfig {
+    pub datacenter: Option<String>,
+    pub rack: Option<String>,
+    pub mode: ScopeMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityConfig {
+    pub mode: AffinityModeConfig,
+    /// Table name → partition (HASH) key attribute name, as configured.
+    pub tables: BTreeMap<String, String>,
+}
+
+/// The validated, immutable plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterConfig {
+    pub agent: AgentConfig,
+    /// Lower-case name of the header read by Envoy's `override_host` LB policy.
+    pub routing_header: String,
+    /// Candidates written after the first choice.
+    pub fallbacks: usize,
+    pub policy: Policy,
+    pub scope: ScopeConfig,
+    pub affinity: AffinityConfig,
+    pub max_body_bytes: usize,
+}
+
+impl FilterConfig {
+    /// Parses and validates the plugin configuration. An empty document means all defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let trimmed = bytes.trim_ascii();
+        if trimmed.is_empty() {
+            return validate(RawConfig::default());
+        }
+        if !trimmed.starts_with(b"{") {
+            return Err(ConfigError::Syntax {
+                path: "(document)".to_string(),
+                message: "expected a JSON object".to_string(),
+            });
+        }
+        let mut de = serde_json::Deserializer::from_slice(trimmed);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Syntax {
+                path: if path == "." {
+                    "(document)".to_string()
+                } else {
+                    path
+                },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        de.end().map_err(|e| ConfigError::Syntax {
+            path: "(document)".to_string(),
+            message: e.to_string(),
+        })?;
+        validate(raw)
+    }
+
+    /// Total candidates written to the routing header: the first choice plus the fallbacks.
+    pub fn candidates(&self) -> usize {
+        self.fallbacks + 1
+    }
+}
+
+fn value_err(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
+    let a = raw.agent;
+    if a.cluster.is_empty() {
+        return Err(value_err(
+            "agent.cluster",
+            "must name the Envoy cluster of the agent",
+        ));
+    }
+    if a.authority.is_empty() {
+        return Err(value_err("agent.authority", "must not be empty"));
+    }
+    if !a.path.starts_with('/') || a.path.contains('?') {
+        return Err(value_err(
+            "agent.path",
+            format!("must be an absolute path without a query, got {:?}", a.path),
+        ));
+    }
+    if !(10..=60_000).contains(&a.tick_ms) {
+        return Err(value_err(
+            "agent.tick_ms",
+            format!("must be between 10 and 60000, got {}", a.tick_ms),
+        ));
+    }
+    if a.long_poll_s > MAX_LONG_POLL_S {
+        return Err(value_err(
+            "agent.long_poll_s",
+            format!("must be at most {MAX_LONG_POLL_S}, got {}", a.long_poll_s),
+        ));
+    }
+    if !(100..=120_000).contains(&a.request_timeout_ms) {
+        return Err(value_err(
+            "agent.request_timeout_ms",
+            format!(
+                "must be between 100 and 120000, got {}",
+                a.request_timeout_ms
+            ),
+        ));
+    }
+    if a.error_backoff_ms > 600_000 {
+        return Err(value_err(
+            "agent.error_backoff_ms",
+            format!("must be at most 600000, got {}", a.error_backoff_ms),
+        ));
+    }
+    // The holder renews on every tick; a lease shorter than a few ticks would flap.
+    if a.lease_ms < a.tick_ms.saturating_mul(3) || a.lease_ms > 600_000 {
+        return Err(value_err(
+            "agent.lease_ms",
+            format!(
+                "must be at least 3 × agent.tick_ms ({}) and at most 600000, got {}",
+                a.tick_ms * 3,
+                a.lease_ms
+            ),
+        ));
+    }
+    let header = raw.routing_header.to_ascii_lowercase();
+    if header.is_empty() || !header.bytes().all(is_header_name_byte) {
+        return Err(value_err(
+            "routing_header",
+            format!(
+                "must be a valid HTTP header name, got {:?}",
+                raw.routing_header
+            ),
+        ));
+    }
+    if header.starts_with(':') || header == "host" || header == "x-amz-target" {
+        return Err(value_err(
+            "routing_header",
+            format!("must not be a header the request needs, got {header:?}"),
+        ));
+    }
+    if raw.fallbacks > MAX_FALLBACKS {
+        return Err(value_err(
+            "fallbacks",
+            format!("must be at most {MAX_FALLBACKS}, got {}", raw.fallbacks),
+        ));
+    }
+    let s = raw.scope;
+    if s.datacenter.as_deref() == Some("") {
+        return Err(value_err(
+            "scope.datacenter",
+            "must not be empty (omit it for the whole cluster)",
+        ));
+    }
+    if s.rack.as_deref() == Some("") {
+        return Err(value_err(
+            "scope.rack",
+            "must not be empty (omit it for the whole datacenter)",
+        ));
+    }
+    if s.rack.is_some() && s.datacenter.is_none() {
+        return Err(value_err(
+            "scope.rack",
+            "needs scope.datacenter: a rack name is only unique within its datacenter",
+        ));
+    }
+    for (table, key) in &raw.affinity.tables {
+        if table.is_empty() || key.is_empty() {
+            return Err(value_err(
+                "affinity.tables",
+                format!("table and key names must not be empty, got {table:?}: {key:?}"),
+            ));
+        }
+    }
+    if raw.max_body_bytes > u64::from(u32::MAX) {
+        return Err(value_err(
+            "max_body_bytes",
+            format!("must be at most {}, got {}", u32::MAX, raw.max_body_bytes),
+        ));
+    }
+    Ok(FilterConfig {
+        agent: AgentConfig {
+            cluster: a.cluster,
+            authority: a.authority,
+            path: a.path,
+            tick: Duration::from_millis(a.tick_ms),
+            long_poll: Duration::from_secs(a.long_poll_s),
+            request_timeout: Duration::from_millis(a.request_timeout_ms),
+            error_backoff: Duration::from_millis(a.error_backoff_ms),
+            lease: Duration::from_millis(a.lease_ms),
+        },
+        routing_header: header,
+        fallbacks: raw.fallbacks as usize,
+        policy: raw.policy,
+        scope: ScopeConfig {
+            datacenter: s.datacenter,
+            rack: s.rack,
+            mode: s.mode,
+        },
+        affinity: AffinityConfig {
+            mode: raw.affinity.mode,
+            tables: raw.affinity.tables,
+        },
+        max_body_bytes: raw.max_body_bytes as usize,
+    })
+}
+
+/// RFC 9110 token characters (lower case only: Envoy stores header names lower-cased).
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase()
+        || b.is_ascii_digit()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        FilterConfig::parse(json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_document_gives_documented_defaults() {
+        for doc in ["", "  ", "{}"] {
+            let c = FilterConfig::parse(doc.as_bytes()).unwrap();
+            assert_eq!(c.routing_header, "x-alternator-endpoints");
+            assert_eq!(c.fallbacks, 2);
+            assert_eq!(c.candidates(), 3);
+            assert_eq!(c.policy, Policy::RoundRobin);
+            assert_eq!(
+                c.scope,
+                ScopeConfig {
+                    datacenter: None,
+                    rack: None,
+                    mode: ScopeMode::Fallback
+                }
+            );
+            assert_eq!(c.affinity.mode, AffinityModeConfig::None);
+            assert_eq!(c.max_body_bytes, 16 * 1024 * 1024);
+            assert_eq!(c.agent.cluster, "alternator_agent");
+            assert_eq!(c.agent.path, "/v1/nodes");
+            assert_eq!(c.agent.long_poll, Duration::from_secs(20));
+        }
+    }
+
+    #[test]
+    fn full_document_is_read() {
+        let c = FilterConfig::parse(
+            br#"{"agent": {"cluster": "agent", "path": "/v1/nodes", "tick_ms": 200, "long_poll_s": 0, "lease_ms": 1000},
+                 "routing_header": "X-Alt", "fallbacks": 0, "policy": "random",
+                 "scope": {"datacenter": "dc1", "rack": "r1", "mode": "strict"},
+                 "affinity": {"mode": "any_write", "tables": {"users": "id"}},
+                 "max_body_bytes": 1024}"#,
+        )
+        .unwrap();
+        assert_eq!(c.agent.cluster, "agent");
+        assert_eq!(c.agent.tick, Duration::from_millis(200));
+        assert_eq!(c.agent.long_poll, Duration::ZERO);
+        assert_eq!(c.routing_header, "x-alt");
+        assert_eq!(c.candidates(), 1);
+        assert_eq!(c.policy, Policy::Random);
+        assert_eq!(c.scope.rack.as_deref(), Some("r1"));
+        assert_eq!(c.scope.mode, ScopeMode::Strict);
+        assert_eq!(c.affinity.mode, AffinityModeConfig::AnyWrite);
+        assert_eq!(
+            c.affinity.tables.get("users").map(String::as_str),
+            Some("id")
+        );
+        assert_eq!(c.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        assert!(
+            err(r#"{"fallback": 3}"#).contains("fallback"),
+            "{}",
+            err(r#"{"fallback": 3}"#)
+        );
+        let e = err(r#"{"scope": {"dc": "x"}}"#);
+        assert!(e.contains("scope") && e.contains("dc"), "{e}");
+        let e = err(r#"{"agent": {"clustr": "x"}}"#);
+        assert!(e.contains("agent") && e.contains("clustr"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err(r#"{"policy": "least_request"}"#);
+        assert!(e.contains("policy") && e.contains("least_request"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "always"}}"#);
+        assert!(e.contains("affinity.mode"), "{e}");
+        assert!(err(r#"{"fallbacks": -1}"#).contains("fallbacks"));
+        assert!(err(r#"{"fallbacks": 17}"#).contains("fallbacks"));
+        assert!(err(r#"{"scope": {"rack": "r1"}}"#).contains("scope.rack"));
+        assert!(err(r#"{"scope": {"datacenter": ""}}"#).contains("scope.datacenter"));
+        assert!(err(r#"{"routing_header": "bad header"}"#).contains("routing_header"));
+        assert!(err(r#"{"routing_header": "host"}"#).contains("routing_header"));
+        assert!(err(r#"{"agent": {"long_poll_s": 61}}"#).contains("agent.long_poll_s"));
+        assert!(err(r#"{"agent": {"tick_ms": 1000, "lease_ms": 2000}}"#).contains("agent.lease_ms"));
+        assert!(err(r#"{"agent": {"path": "v1/nodes"}}"#).contains("agent.path"));
+        assert!(err(r#"{"affinity": {"tables": {"t": ""}}}"#).contains("affinity.tables"));
+        assert!(err(r#"{"max_body_bytes": 99999999999}"#).contains("max_body_bytes"));
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        assert!(err("{").contains("invalid plugin configuration"));
+        assert!(err("[]").contains("invalid plugin configuration"));
+        assert!(err("{} {}").contains("invalid plugin configuration"));
+    }
+}

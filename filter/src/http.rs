@@ -1,0 +1,221 @@
+//! The per-request HTTP context (DESIGN §5).
+//!
+//! 1. Drop any client-sent routing header: only this filter writes it.
+//! 2. Classify the request by `X-Amz-Target`; anything unknown is routed like ordinary traffic.
+//! 3. Pause for the body only when key affinity may apply (or to learn a table's key schema).
+//! 4. Write `ip:port` of the first choice and the fallbacks into the routing header, which
+//!    Envoy's `override_host` LB policy walks on retries; no candidate → a DynamoDB-style 503.
+//!
+//! Host and body are never modified: Alternator verifies the SigV4 signature over both.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::host::{self, log_debug, Buffer, Map};
+use crate::metrics::AffinityMiss;
+use crate::view::{self, Decision, Learn, Operation, RoutingView};
+use crate::worker::Worker;
+
+/// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
+const NO_ROUTE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"alternator-mesh: no Alternator node is available in the configured scope"}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Headers not seen yet, or seen and routing decided.
+    Headers,
+    /// Waiting for the end of the request body to route by its key.
+    BufferingRequest,
+    /// Routed; nothing left to do on the request path.
+    Done,
+}
+
+#[derive(Debug)]
+pub struct RequestContext {
+    worker: Rc<Worker>,
+    view: Option<Rc<RoutingView>>,
+    op: Option<Operation>,
+    phase: Phase,
+    /// The routing header value written (`first,fallback,...`), for the served-by metric.
+    candidates: String,
+    /// Buffer the response body to learn a table's key schema (DescribeTable).
+    learn_from_response: bool,
+}
+
+impl RequestContext {
+    pub fn new(worker: Rc<Worker>) -> Self {
+        RequestContext {
+            worker,
+            view: None,
+            op: None,
+            phase: Phase::Headers,
+            candidates: String::new(),
+            learn_from_response: false,
+        }
+    }
+
+    /// Chooses the nodes and writes the header. `Continue` unless a local reply was sent.
+    fn route(&mut self, affinity: Option<Result<i64, AffinityMiss>>) -> Action {
+        self.phase = Phase::Done;
+        let Some(view) = self.view.clone() else {
+            // No snapshot yet: leave the choice to Envoy's fallback policy over EDS members.
+            self.worker.metrics.routed("no_snapshot");
+            return Action::Continue;
+        };
+        let worker = &self.worker;
+        let decision = match affinity {
+            Some(Ok(hash)) => {
+                worker.metrics.affinity_applied();
+                view.affine(hash, worker.config.candidates(), &mut self.candidates)
+            }
+            other => {
+                if let Some(Err(miss)) = other {
+                    worker.metrics.affinity_missed(miss);
+                }
+                view.ordinary(worker, &mut self.candidates)
+            }
+        };
+        match decision {
+            Decision::Routed(policy) => {
+                worker.metrics.routed(policy);
+                if !host::set_header(
+                    Map::HttpRequestHeaders,
+                    &worker.config.routing_header,
+                    self.candidates.as_bytes(),
+                ) {
+                    // Envoy's fallback policy still routes the request.
+                    self.candidates.clear();
+                }
+                Action::Continue
+            }
+            Decision::NoCandidate => {
+                worker.metrics.no_route();
+                self.candidates.clear();
+                host::send_response(
+                    503,
+                    &[
+                        ("content-type", "application/x-amz-json-1.0"),
+                        ("x-amzn-errortype", "ServiceUnavailableException"),
+                    ],
+                    NO_ROUTE_BODY,
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    fn learn(&self, body: &[u8], from: Learn) {
+        if let Some((table, key)) = view::learn_hash_key(body, from) {
+            log_debug!("alternator-filter: table {table:?} has partition key {key:?}");
+            self.worker.learn_hash_key(&table, &key);
+        }
+    }
+}
+
+impl Context for RequestContext {}
+
+impl HttpContext for RequestContext {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let worker = Rc::clone(&self.worker);
+        let config = &worker.config;
+        host::remove_header(Map::HttpRequestHeaders, &config.routing_header);
+        worker.note_traffic();
+        self.view = worker.view();
+
+        let target = host::header(Map::HttpRequestHeaders, "x-amz-target");
+        self.op = target.as_deref().and_then(view::classify);
+        let Some(op) = self.op else {
+            return self.route(None);
+        };
+
+        let affinity_on = view::affinity_enabled(config);
+        self.learn_from_response = affinity_on && op.describes_table();
+        let wants_body = affinity_on && (view::needs_body(op, config) || op.creates_table());
+        if !wants_body {
+            return self.route(None);
+        }
+        if end_of_stream {
+            return self.route(Some(Err(AffinityMiss::NoKey)));
+        }
+        let too_large = host::header(Map::HttpRequestHeaders, "content-length")
+            .as_deref()
+            .and_then(crate::shared::parse_u64)
+            .is_some_and(|len| len > config.max_body_bytes as u64);
+        if too_large {
+            return self.route(Some(Err(AffinityMiss::BodyTooLarge)));
+        }
+        self.phase = Phase::BufferingRequest;
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::BufferingRequest {
+            return Action::Continue;
+        }
+        if body_size > self.worker.config.max_body_bytes {
+            // Continue releases the paused headers together with what was buffered so far.
+            return self.route(Some(Err(AffinityMiss::BodyTooLarge)));
+        }
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers until the end of the body.
+        }
+        let body = host::buffer(Buffer::HttpRequestBody, 0, body_size).unwrap_or_default();
+        let Some(op) = self.op else {
+            return self.route(None);
+        };
+        if op.creates_table() {
+            self.learn(&body, Learn::CreateTableRequest);
+        }
+        let worker = Rc::clone(&self.worker);
+        let affinity = if view::needs_body(op, &worker.config) {
+            Some(view::affinity_hash(op, &body, &worker.config, |table| {
+                worker.hash_key_name(table)
+            }))
+        } else {
+            None
+        };
+        self.route(affinity)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.learn_from_response
+            && host::header(Map::HttpResponseHeaders, ":status").as_deref() != Some(b"200")
+        {
+            self.learn_from_response = false;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.learn_from_response {
+            return Action::Continue;
+        }
+        if body_size > self.worker.config.max_body_bytes {
+            self.learn_from_response = false;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.learn_from_response = false;
+        if let Some(body) = host::buffer(Buffer::HttpResponseBody, 0, body_size) {
+            self.learn(&body, Learn::DescribeTableResponse);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        let Some(upstream) = host::property(&["upstream", "address"]) else {
+            return;
+        };
+        let Ok(upstream) = std::str::from_utf8(&upstream) else {
+            return;
+        };
+        let first = self.candidates.split(',').next().unwrap_or_default();
+        self.worker.metrics.served(upstream, upstream == first);
+    }
+}

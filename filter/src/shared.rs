@@ -1,0 +1,81 @@
+//! Names and encodings of the proxy-wasm shared-data keys.
+//!
+//! Shared data is scoped by `vm_id`, so every worker VM of one Envoy (and only those) sees
+//! these keys. The poller is the only writer of the snapshot keys; HTTP contexts read the tiny
+//! [`SNAPSHOT_VERSION`] key on every request and the large [`SNAPSHOT`] key only when the
+//! version changed.
+
+use std::collections::BTreeMap;
+
+use crate::host;
+
+/// The agent's snapshot document, byte for byte.
+pub const SNAPSHOT: &str = "alternator-mesh.snapshot";
+/// `"<snapshot version>@<stored at ms>"`: changes whenever [`SNAPSHOT`] is rewritten.
+pub const SNAPSHOT_VERSION: &str = "alternator-mesh.snapshot-version";
+/// The agent's ETag for the stored snapshot (sent back as `If-None-Match`).
+pub const ETAG: &str = "alternator-mesh.etag";
+/// When the agent last confirmed the stored snapshot (200 or 304), in ms since the epoch.
+pub const CONFIRMED_AT_MS: &str = "alternator-mesh.confirmed-at-ms";
+/// Whether the agent answered the last poll (`1`/`0`): state changes are logged once.
+pub const AGENT_REACHABLE: &str = "alternator-mesh.agent-reachable";
+/// The poll lease (see `lease.rs`).
+pub const POLL_LEASE: &str = "alternator-mesh.poll-lease";
+/// Counter handing out worker ids for the lease.
+pub const WORKER_SEQ: &str = "alternator-mesh.worker-seq";
+/// `1` when some worker routed DynamoDB traffic since the last poll told the agent so.
+pub const TRAFFIC: &str = "alternator-mesh.traffic";
+/// JSON object table → partition-key name learned from CreateTable / DescribeTable.
+pub const LEARNED_KEYS: &str = "alternator-mesh.learned-hash-keys";
+
+/// How often a CAS update is retried before giving up (another worker keeps making progress).
+const CAS_ATTEMPTS: usize = 8;
+
+/// A process-unique id for this worker VM, from a CAS counter in shared data.
+pub fn next_worker_id() -> u64 {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host::shared_get(WORKER_SEQ);
+        let current = value.as_deref().and_then(parse_u64).unwrap_or(0);
+        let next = current.wrapping_add(1);
+        if host::shared_set(WORKER_SEQ, next.to_string().as_bytes(), cas.or(Some(0))).is_ok() {
+            return next;
+        }
+    }
+    // Contention this persistent is not expected; a clock-derived id keeps the lease working.
+    host::now_ms() ^ 0x9e37_79b9_7f4a_7c15
+}
+
+pub fn parse_u64(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+pub fn read_u64(key: &str) -> Option<u64> {
+    host::shared_get(key).0.as_deref().and_then(parse_u64)
+}
+
+/// Reads the learned table → key-name map (empty when missing or unreadable).
+pub fn learned_keys() -> (BTreeMap<String, String>, Option<u32>) {
+    let (value, cas) = host::shared_get(LEARNED_KEYS);
+    let map = value
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    (map, cas)
+}
+
+/// Records `table → key` in the shared learned map; returns whether it was new.
+pub fn learn_key(table: &str, key: &str) -> bool {
+    for _ in 0..CAS_ATTEMPTS {
+        let (mut map, cas) = learned_keys();
+        if map.get(table).map(String::as_str) == Some(key) {
+            return false;
+        }
+        map.insert(table.to_string(), key.to_string());
+        let Ok(bytes) = serde_json::to_vec(&map) else {
+            return false;
+        };
+        if host::shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0))).is_ok() {
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,143 @@
+//! Per-VM state shared by the root context and every HTTP context of one Envoy worker.
+//!
+//! A worker VM is single-threaded, so plain `Rc`/`Cell`/`RefCell` suffice. The configuration
+//! inside is immutable for the life of this value: a new plugin configuration builds a new
+//! `Worker`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+
+use crate::config::FilterConfig;
+use crate::host::{self, log_warn};
+use crate::metrics::Metrics;
+use crate::shared;
+use crate::view::RoutingView;
+
+#[derive(Debug)]
+pub struct Worker {
+    pub config: FilterConfig,
+    pub metrics: Metrics,
+    /// The routing view and the version-key bytes it was built from.
+    view: RefCell<(Vec<u8>, Option<Rc<RoutingView>>)>,
+    /// Round-robin position; starts at a random value so workers do not move in lockstep.
+    round_robin: Cell<u64>,
+    /// xorshift64* state for the `random` policy.
+    rng: Cell<u64>,
+    /// Whether this VM routed a request since its root context last told the poller.
+    traffic: Cell<bool>,
+    /// Learned table → partition-key names, refreshed from shared data on a miss.
+    learned: RefCell<BTreeMap<String, String>>,
+    learned_cas: Cell<Option<u32>>,
+}
+
+impl Worker {
+    pub fn new(config: FilterConfig) -> Self {
+        let seed = random_seed();
+        Worker {
+            config,
+            metrics: Metrics::default(),
+            view: RefCell::new((Vec::new(), None)),
+            round_robin: Cell::new(seed >> 11),
+            rng: Cell::new(seed | 1),
+            traffic: Cell::new(false),
+            learned: RefCell::new(BTreeMap::new()),
+            learned_cas: Cell::new(None),
+        }
+    }
+
+    /// The current routing view, re-parsed only when the poller stored a new snapshot.
+    pub fn view(&self) -> Option<Rc<RoutingView>> {
+        let (version, _) = host::shared_get(shared::SNAPSHOT_VERSION);
+        let version = version.unwrap_or_default();
+        {
+            let cached = self.view.borrow();
+            if cached.0 == version {
+                return cached.1.clone();
+            }
+        }
+        let bytes = host::shared_get(shared::SNAPSHOT).0;
+        let view = match bytes.map(|b| RoutingView::build(&b, &self.config)) {
+            Some(Ok(v)) => Some(Rc::new(v)),
+            Some(Err(e)) => {
+                // The poller validates before storing, so this means a different filter build
+                // wrote the key; keep routing on what this VM had.
+                log_warn!("alternator-filter: stored node snapshot is unreadable, keeping the previous one: {e}");
+                self.view.borrow().1.clone()
+            }
+            None => None,
+        };
+        *self.view.borrow_mut() = (version, view.clone());
+        view
+    }
+
+    pub fn next_round_robin(&self) -> u64 {
+        let n = self.round_robin.get();
+        self.round_robin.set(n.wrapping_add(1));
+        n
+    }
+
+    pub fn next_random(&self) -> u64 {
+        // xorshift64*: quality is ample for picking among a handful of nodes.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn note_traffic(&self) {
+        self.traffic.set(true);
+    }
+
+    /// Hands this VM's traffic flag to the poller through shared data (once per tick at most).
+    pub fn publish_traffic(&self) {
+        if self.traffic.replace(false) {
+            let _ = host::shared_set(shared::TRAFFIC, b"1", None);
+        }
+    }
+
+    /// The partition-key name of `table`: configured, else learned by any worker of this Envoy.
+    pub fn hash_key_name(&self, table: &str) -> Option<String> {
+        if let Some(k) = self.config.affinity.tables.get(table) {
+            return Some(k.clone());
+        }
+        if let Some(k) = self.learned.borrow().get(table) {
+            return Some(k.clone());
+        }
+        let (map, cas) = shared::learned_keys();
+        if cas == self.learned_cas.get() && cas.is_some() {
+            return None;
+        }
+        let found = map.get(table).cloned();
+        *self.learned.borrow_mut() = map;
+        self.learned_cas.set(cas);
+        found
+    }
+
+    /// Records a partition-key name seen in a CreateTable request or DescribeTable response.
+    pub fn learn_hash_key(&self, table: &str, key: &str) {
+        if self.config.affinity.tables.contains_key(table) {
+            return; // Configuration wins; nothing to learn.
+        }
+        if self.learned.borrow().get(table).map(String::as_str) == Some(key) {
+            return;
+        }
+        self.learned
+            .borrow_mut()
+            .insert(table.to_string(), key.to_string());
+        if shared::learn_key(table, key) {
+            self.metrics.key_learned();
+        }
+    }
+}
+
+/// A seed from the host's randomness (std's hasher keys come from WASI `random_get`) mixed
+/// with the clock, so a host without randomness still gives distinct workers distinct seeds.
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(host::now_ms());
+    h.finish()
+}
