@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+#
+# The alternator-mesh proxy-wasm filter as an OCI image that holds nothing but the module.
+# Istio's WasmPlugin (and the EnvoyFilter recipe in envoy/istio/) pulls it with
+# `url: oci://<registry>/alternator-filter:<tag>`: istio-agent takes the image's last layer and
+# extracts the file named plugin.wasm from it.
+#
+#   docker build -f deploy/filter.Dockerfile -t <registry>/alternator-filter:<tag> .
+#   docker push <registry>/alternator-filter:<tag>
+
+ARG RUST_IMAGE=rust:1.95.0-slim
+
+FROM ${RUST_IMAGE} AS build
+RUN rustup target add wasm32-wasip1
+WORKDIR /src
+# Every workspace member's sources are needed for cargo to load the workspace.
+COPY Cargo.toml Cargo.lock ./
+COPY routing routing
+COPY filter filter
+COPY discovery-agent discovery-agent
+COPY tests/alternator-sim tests/alternator-sim
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --locked -p alternator-filter --target wasm32-wasip1 --profile wasm-release \
+    && cp target/wasm32-wasip1/wasm-release/alternator_filter.wasm /alternator_filter.wasm
+
+FROM scratch
+COPY --from=build /alternator_filter.wasm /plugin.wasm
