@@ -2,6 +2,11 @@
 
 // Test helpers outside #[test] functions: a panic here is a failed test, which is the point.
 #![allow(clippy::panic)]
+// Only for the counting allocator that proves plans do not allocate.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -99,6 +104,83 @@ fn tier_of(table: &RoutingTable) -> Vec<Option<usize>> {
         }
     }
     tier_of
+}
+
+/// Counts allocations per thread, so tests running in parallel do not disturb each other.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call unchanged to the system allocator; the counter is a
+// const-initialised thread-local that never allocates itself.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn plans_do_not_allocate_once_the_output_has_capacity() {
+    let nodes: Vec<Node> = (0..100u8)
+        .map(|i| Node {
+            address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)),
+            datacenter: format!("dc{}", i % 2),
+            rack: format!("r{}", i % 3),
+            health: [
+                HealthState::Active,
+                HealthState::Quarantined,
+                HealthState::Down,
+            ][usize::from(i % 3)],
+        })
+        .collect();
+    let policy = ScopePolicy {
+        scope: Scope::Rack {
+            datacenter: "dc0".into(),
+            rack: "r1".into(),
+        },
+        mode: ScopeMode::Fallback,
+    };
+    let table = RoutingTable::new(NodeSnapshot::new(1, 0, Scheme::Http, 8000, nodes), policy);
+    let health = table.published_health().to_vec();
+    let base: Vec<usize> = (0..100).rev().collect();
+    let mut out = Vec::with_capacity(5);
+    let before = allocations();
+    let mut planned = 0;
+    for draw in 0..1000u64 {
+        table.round_robin(draw, &health, 5, &mut out);
+        planned += out.len();
+        table.random(
+            draw.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            &health,
+            5,
+            &mut out,
+        );
+        planned += out.len();
+        select(&base, &health, 5, &mut out);
+        planned += out.len();
+    }
+    assert_eq!(allocations() - before, 0);
+    assert_eq!(
+        planned,
+        3 * 1000 * 5,
+        "every plan was full, so the loop did real work"
+    );
 }
 
 proptest! {
