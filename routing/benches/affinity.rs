@@ -1,3 +1,3 @@
-//! Placeholder; owned by routing-b, who replaces this file with the affinity benchmarks.
+//! Placeholder for the affinity benchmarks (key extraction, hashing, affinity plans).
 
 fn main() {}

@@ -2,9 +2,9 @@
 //!
 //! Planning has two layers, as the "Query plans" and "Node health" specs require:
 //!
-//! 1. a **base order** that never looks at health (a round-robin rotation, a random permutation,
-//!    or routing-b's seeded affinity order), so that a node going down never reshuffles the
-//!    others;
+//! 1. a **base order** that never looks at health (a round-robin rotation, a random
+//!    permutation, or the seeded key-affinity order of [`crate::affinity`]), so that a node
+//!    going down never reshuffles the others;
 //! 2. **final selection** ([`select`]) that applies health to the base order: `ACTIVE` nodes in
 //!    base order, then `QUARANTINED` nodes in base order, `DOWN` nodes never.
 //!
