@@ -1,1 +1,111 @@
-fn main() {}
+//! `alternator-discovery-agent` binary: flags, logging, signals; everything else is the library.
+
+use std::process::ExitCode;
+
+use alternator_discovery_agent::config::{Cli, LogFormat, EXIT_USAGE};
+use alternator_discovery_agent::{run, AgentError};
+use clap::error::ErrorKind;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => match error.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = error.print();
+                return ExitCode::SUCCESS;
+            }
+            _ => return usage_error(&error.render().to_string()),
+        },
+    };
+    let log_format = cli.log_format;
+    let log_level = cli.log_level.clone();
+    let filter = match EnvFilter::try_new(&log_level) {
+        Ok(filter) => filter,
+        Err(error) => {
+            return usage_error(&format!("error: invalid value for --log-level: {error}"))
+        }
+    };
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(error) => return usage_error(&format!("error: {error}")),
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Human => subscriber.init(),
+        LogFormat::Json => subscriber.json().flatten_event(true).init(),
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // Discovery is a few requests a second; two workers keep the footprint small.
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listen = config_listen();
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%listen, %error, "cannot listen (--listen)");
+                return ExitCode::FAILURE;
+            }
+        };
+        match run(config, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error @ AgentError::Config(_)) => usage_error(&format!("error: {error}")),
+            Err(error) => {
+                tracing::error!(%error, "agent failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+// Parsed once more only for the listen address: AgentConfig holds what the library needs, and
+// binding the socket is the binary's job.
+fn config_listen() -> std::net::SocketAddr {
+    Cli::try_parse().map_or_else(|_| ([127, 0, 0, 1], 9181).into(), |cli| cli.listen)
+}
+
+/// One line naming the flag, exit status 64.
+fn usage_error(rendered: &str) -> ExitCode {
+    let line = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("error: invalid arguments");
+    eprintln!("{line}");
+    ExitCode::from(u8::try_from(EXIT_USAGE).unwrap_or(64))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the agent");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,310 @@
+//! Prometheus text exposition, written by hand: a handful of counters and gauges do not justify
+//! a metrics framework in a sidecar that should stay small.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use alternator_routing::scope::Scope;
+use alternator_routing::snapshot::{HealthState, NodeSnapshot};
+
+use crate::discovery::scope_kind;
+
+/// Outcome label of one scope query in a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RefreshOutcome {
+    /// A node answered with at least one address.
+    Success,
+    /// A node answered `[]`.
+    Empty,
+    /// Every candidate failed.
+    Failure,
+    /// Skipped because a narrower scope had nodes.
+    Skipped,
+}
+
+impl RefreshOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshOutcome::Success => "success",
+            RefreshOutcome::Empty => "empty",
+            RefreshOutcome::Failure => "failure",
+            RefreshOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// The agent's counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    refreshes: Mutex<BTreeMap<(String, RefreshOutcome), u64>>,
+    refresh_rounds: AtomicU64,
+    refresh_rounds_failed: AtomicU64,
+    consecutive_failures: AtomicU64,
+    last_success_unix_ms: AtomicU64,
+    discovery_requests_ok: AtomicU64,
+    discovery_requests_failed: AtomicU64,
+    probes_ok: AtomicU64,
+    probes_failed: AtomicU64,
+    served: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    active_cadence: AtomicBool,
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn scope_labels(scope: &Scope) -> String {
+    match scope {
+        Scope::Cluster => format!("scope=\"{}\"", scope_kind(scope)),
+        Scope::Datacenter { datacenter } => {
+            format!(
+                "scope=\"{}\",datacenter=\"{}\"",
+                scope_kind(scope),
+                escape(datacenter)
+            )
+        }
+        Scope::Rack { datacenter, rack } => format!(
+            "scope=\"{}\",datacenter=\"{}\",rack=\"{}\"",
+            scope_kind(scope),
+            escape(datacenter),
+            escape(rack)
+        ),
+    }
+}
+
+impl Metrics {
+    /// Counts one scope query outcome.
+    pub fn count_scope(&self, scope: &Scope, outcome: RefreshOutcome) {
+        if let Ok(mut map) = self.refreshes.lock() {
+            *map.entry((scope_labels(scope), outcome)).or_default() += 1;
+        }
+    }
+
+    /// Counts a finished refresh round; `ok` when at least one scope got an answer.
+    pub fn count_round(&self, ok: bool, now_unix_ms: u64) {
+        self.refresh_rounds.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.last_success_unix_ms
+                .store(now_unix_ms, Ordering::Relaxed);
+        } else {
+            self.refresh_rounds_failed.fetch_add(1, Ordering::Relaxed);
+            self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts requests sent to Alternator nodes for discovery.
+    pub fn count_discovery_requests(&self, ok: u64, failed: u64) {
+        self.discovery_requests_ok.fetch_add(ok, Ordering::Relaxed);
+        self.discovery_requests_failed
+            .fetch_add(failed, Ordering::Relaxed);
+    }
+
+    /// Counts one health probe.
+    pub fn count_probe(&self, ok: bool) {
+        let counter = if ok {
+            &self.probes_ok
+        } else {
+            &self.probes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one answered API request.
+    pub fn count_served(&self, endpoint: &'static str, status: u16) {
+        if let Ok(mut map) = self.served.lock() {
+            *map.entry((endpoint, status)).or_default() += 1;
+        }
+    }
+
+    /// Records the current cadence.
+    pub fn set_active_cadence(&self, active: bool) {
+        self.active_cadence.store(active, Ordering::Relaxed);
+    }
+
+    /// Consecutive refresh rounds in which no scope got an answer.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    /// Renders the exposition. `snapshot` is the published one, if any.
+    pub fn render(&self, snapshot: Option<&NodeSnapshot>, ready: bool, now_unix_ms: u64) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            name.to_owned()
+        };
+        let _ = metric(
+            "alternator_agent_refreshes_total",
+            "counter",
+            "Discovery queries per scope and outcome (success, empty, failure, skipped).",
+        );
+        if let Ok(map) = self.refreshes.lock() {
+            for ((labels, outcome), value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_refreshes_total{{{labels},outcome=\"{}\"}} {value}",
+                    outcome.as_str()
+                );
+            }
+        }
+        let mut simple = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        simple(
+            "alternator_agent_refresh_rounds_total",
+            "counter",
+            "Refresh rounds (one query per scope each).",
+            self.refresh_rounds.load(Ordering::Relaxed).to_string(),
+        );
+        simple(
+            "alternator_agent_refresh_rounds_failed_total",
+            "counter",
+            "Refresh rounds in which no scope got an answer; the last snapshot was kept.",
+            self.refresh_rounds_failed
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        simple(
+            "alternator_agent_refresh_consecutive_failures",
+            "gauge",
+            "Refresh rounds failed in a row (0 when the last one reached a node).",
+            self.consecutive_failures
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        let last_ms = self.last_success_unix_ms.load(Ordering::Relaxed);
+        simple(
+            "alternator_agent_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last refresh that reached a node (0: never).",
+            format_seconds(last_ms),
+        );
+        simple(
+            "alternator_agent_discovery_requests_total",
+            "counter",
+            "Requests sent to Alternator nodes for discovery (/localnodes), answered with a valid list.",
+            self.discovery_requests_ok.load(Ordering::Relaxed).to_string(),
+        );
+        simple(
+            "alternator_agent_discovery_request_failures_total",
+            "counter",
+            "Discovery requests that failed (no answer, non-200, or a malformed body).",
+            self.discovery_requests_failed
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_probes_total Health probes (GET /) by result.\n\
+             # TYPE alternator_agent_probes_total counter\n\
+             alternator_agent_probes_total{{result=\"success\"}} {}\n\
+             alternator_agent_probes_total{{result=\"failure\"}} {}",
+            self.probes_ok.load(Ordering::Relaxed),
+            self.probes_failed.load(Ordering::Relaxed)
+        );
+        let (mut active, mut quarantined, mut down) = (0, 0, 0);
+        if let Some(s) = snapshot {
+            for node in s.nodes() {
+                match node.health {
+                    HealthState::Active => active += 1,
+                    HealthState::Quarantined => quarantined += 1,
+                    HealthState::Down => down += 1,
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_nodes Published nodes by health state.\n\
+             # TYPE alternator_agent_nodes gauge\n\
+             alternator_agent_nodes{{state=\"active\"}} {active}\n\
+             alternator_agent_nodes{{state=\"quarantined\"}} {quarantined}\n\
+             alternator_agent_nodes{{state=\"down\"}} {down}"
+        );
+        let (version, age) = match snapshot {
+            Some(s) => (
+                s.version().to_string(),
+                format_seconds(now_unix_ms.saturating_sub(s.generated_at_ms())),
+            ),
+            None => ("0".to_owned(), "0".to_owned()),
+        };
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_snapshot_version Version of the published snapshot (0: none yet).\n\
+             # TYPE alternator_agent_snapshot_version gauge\n\
+             alternator_agent_snapshot_version {version}\n\
+             # HELP alternator_agent_snapshot_age_seconds Time since the published content last changed.\n\
+             # TYPE alternator_agent_snapshot_age_seconds gauge\n\
+             alternator_agent_snapshot_age_seconds {age}\n\
+             # HELP alternator_agent_ready 1 after the first successful discovery.\n\
+             # TYPE alternator_agent_ready gauge\n\
+             alternator_agent_ready {}\n\
+             # HELP alternator_agent_active_cadence 1 while filters report traffic (active refresh interval).\n\
+             # TYPE alternator_agent_active_cadence gauge\n\
+             alternator_agent_active_cadence {}",
+            u8::from(ready),
+            u8::from(self.active_cadence.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_requests_total API requests served, by endpoint and status.\n\
+             # TYPE alternator_agent_requests_total counter"
+        );
+        if let Ok(map) = self.served.lock() {
+            for ((endpoint, status), value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_requests_total{{endpoint=\"{endpoint}\",code=\"{status}\"}} {value}"
+                );
+            }
+        }
+        out
+    }
+}
+
+fn format_seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labels_and_values() {
+        let m = Metrics::default();
+        let rack = Scope::Rack {
+            datacenter: "dc\"1".into(),
+            rack: "r1".into(),
+        };
+        m.count_scope(&rack, RefreshOutcome::Success);
+        m.count_scope(&rack, RefreshOutcome::Success);
+        m.count_scope(&Scope::Cluster, RefreshOutcome::Failure);
+        m.count_round(false, 0);
+        m.count_round(false, 0);
+        m.count_served("nodes", 304);
+        let text = m.render(None, false, 5_000);
+        assert!(
+            text.contains(r#"alternator_agent_refreshes_total{scope="rack",datacenter="dc\"1",rack="r1",outcome="success"} 2"#),
+            "{text}"
+        );
+        assert!(text
+            .contains(r#"alternator_agent_refreshes_total{scope="cluster",outcome="failure"} 1"#));
+        assert!(text.contains("alternator_agent_refresh_consecutive_failures 2"));
+        assert!(text.contains("alternator_agent_last_success_timestamp_seconds 0.000"));
+        assert!(text.contains(r#"alternator_agent_requests_total{endpoint="nodes",code="304"} 1"#));
+        m.count_round(true, 1_763_735_000_250);
+        let text = m.render(None, true, 0);
+        assert!(text.contains("alternator_agent_last_success_timestamp_seconds 1763735000.250"));
+        assert!(text.contains("alternator_agent_refresh_consecutive_failures 0"));
+        assert!(text.contains("alternator_agent_ready 1"));
+    }
+}
