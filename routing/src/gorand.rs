@@ -7,6 +7,14 @@
 //! the Go, Java or Python client we must reproduce that stream bit for bit, including Go's
 //! rejection sampling in `Intn`; a conventional shuffle would not agree.
 //!
+//! Seeding is the expensive part: Go fills all 607 words by stepping a Park–Miller LCG 1,841
+//! times, although a plan over `n` nodes reads only about `2n` of them. Every state word is a
+//! pure function of the seed and its index (the LCG can jump ahead by multiplying with a
+//! precomputed power of its multiplier), and the first 273 outputs read only words that have
+//! not been overwritten yet. So [`seeded_order`] and [`seeded_first`] compute just the words
+//! they read, and fall back to the full generator only past the 273rd draw (plans over more
+//! than about 270 nodes). Both paths produce the same stream; tests compare them draw by draw.
+//!
 //! Specification: `query-plan.md` ("Seeded plans"), vectors `query-plan.tsv` and
 //! `query-plan-rng-cooked.tsv`.
 
@@ -14,16 +22,143 @@
 const RNG_LEN: usize = 607;
 /// Lag between the two state words added for each output.
 const RNG_TAP: usize = 273;
-/// Modulus of the seeding LCG, `2^31 - 1`.
-const INT32_MAX: i64 = (1 << 31) - 1;
+/// Index of the first word written (`feed` starts here and counts down).
+const RNG_FEED: usize = RNG_LEN - RNG_TAP;
+/// Modulus of the seeding LCG, `2^31 - 1` (a Mersenne prime).
+const LCG_MODULUS: u64 = (1 << 31) - 1;
+/// Multiplier of the seeding LCG.
+const LCG_MULTIPLIER: u64 = 48_271;
+/// LCG steps taken before the first state word (Go's warm-up loop runs `i = -20..0`).
+const WARM_UP_STEPS: u64 = 20;
 /// Replacement for a seed that reduces to zero (which would make the seeding LCG stick at 0).
-const ZERO_SEED_SUBSTITUTE: i64 = 89_482_311;
+const ZERO_SEED_SUBSTITUTE: u64 = 89_482_311;
+
+/// `a * b mod (2^31 - 1)` for `a, b < 2^31`, using the Mersenne reduction
+/// `x mod (2^31-1) = (x & (2^31-1)) + (x >> 31)`, applied twice, then one conditional subtract.
+#[inline]
+const fn mul_mod(a: u64, b: u64) -> u64 {
+    let p = a * b;
+    let r = (p & LCG_MODULUS) + (p >> 31);
+    let r = (r & LCG_MODULUS) + (r >> 31);
+    if r >= LCG_MODULUS {
+        r - LCG_MODULUS
+    } else {
+        r
+    }
+}
+
+/// `LCG_MULTIPLIER^k mod LCG_MODULUS`.
+const fn lcg_power(mut k: u64) -> u64 {
+    let mut result = 1;
+    let mut base = LCG_MULTIPLIER;
+    while k > 0 {
+        if k & 1 == 1 {
+            result = mul_mod(result, base);
+        }
+        base = mul_mod(base, base);
+        k >>= 1;
+    }
+    result
+}
+
+/// `WORD_JUMP[i]` advances the seeding LCG from the reduced seed to the first of the three
+/// values that make state word `i`: Go takes word `i` from steps `21 + 3i`, `22 + 3i` and
+/// `23 + 3i`.
+const WORD_JUMP: [u64; RNG_LEN] = {
+    let mut table = [0u64; RNG_LEN];
+    let step3 = lcg_power(3);
+    let mut jump = lcg_power(WARM_UP_STEPS + 1);
+    let mut i = 0;
+    while i < RNG_LEN {
+        table[i] = jump;
+        jump = mul_mod(jump, step3);
+        i += 1;
+    }
+    table
+};
+
+/// The seed as the LCG's starting value: Go reduces it modulo `2^31 - 1` (into `0..2^31-1`,
+/// also for negative seeds) and replaces zero.
+fn reduce_seed(seed: i64) -> u64 {
+    // rem_euclid by a positive modulus is in 0..modulus, so the conversion cannot fail.
+    let x = u64::try_from(seed.rem_euclid(LCG_MODULUS as i64)).unwrap_or(0);
+    if x == 0 {
+        ZERO_SEED_SUBSTITUTE
+    } else {
+        x
+    }
+}
+
+/// State word `index` of a freshly seeded generator, from the reduced seed `x0`.
+#[inline]
+fn initial_word(x0: u64, index: usize) -> i64 {
+    let a = mul_mod(x0, WORD_JUMP[index]);
+    let b = mul_mod(a, LCG_MULTIPLIER);
+    let c = mul_mod(b, LCG_MULTIPLIER);
+    // Each of a, b, c is below 2^31; the shifts deliberately overlap and wrap as Go's int64.
+    let u = (a << 40) ^ (b << 20) ^ c;
+    (u as i64) ^ RNG_COOKED[index]
+}
+
+/// A source of raw 64-bit outputs on which Go's `Rand` methods are built.
+trait Uint64Source {
+    fn next_u64(&mut self) -> u64;
+}
+
+#[inline]
+fn int63(src: &mut impl Uint64Source) -> i64 {
+    (src.next_u64() & (i64::MAX as u64)) as i64
+}
+
+#[inline]
+fn int31(src: &mut impl Uint64Source) -> i32 {
+    (int63(src) >> 32) as i32
+}
+
+fn int63n(src: &mut impl Uint64Source, n: i64) -> Option<i64> {
+    if n <= 0 {
+        return None;
+    }
+    if n & (n - 1) == 0 {
+        return Some(int63(src) & (n - 1));
+    }
+    // Largest accepted draw: values above it would bias the modulo towards small results.
+    let max = i64::MAX - ((1u64 << 63) % n as u64) as i64;
+    let mut v = int63(src);
+    while v > max {
+        v = int63(src);
+    }
+    Some(v % n)
+}
+
+fn int31n(src: &mut impl Uint64Source, n: i32) -> Option<i32> {
+    if n <= 0 {
+        return None;
+    }
+    if n & (n - 1) == 0 {
+        return Some(int31(src) & (n - 1));
+    }
+    let max = i32::MAX - ((1u32 << 31) % n as u32) as i32;
+    let mut v = int31(src);
+    while v > max {
+        v = int31(src);
+    }
+    Some(v % n)
+}
+
+/// Go's `Intn` on a 64-bit platform: the 31-bit path up to `2^31 - 1`, the 63-bit path above.
+fn intn(src: &mut impl Uint64Source, n: i64) -> Option<i64> {
+    match i32::try_from(n) {
+        Ok(small) => int31n(src, small).map(i64::from),
+        Err(_) => int63n(src, n),
+    }
+}
 
 /// A Go `math/rand` source (`rand.NewSource(seed)`) with the `Rand` methods the seeded plan
 /// needs.
 ///
-/// Deterministic and allocation-free; about 4.9 KB of state, so keep one per plan rather than
-/// per request when that matters.
+/// Deterministic and allocation-free, with 4.9 KB of state. For plans, prefer
+/// [`seeded_order`] and [`seeded_first`], which avoid materialising the state.
 #[derive(Clone)]
 pub struct GoRand {
     vec: [i64; RNG_LEN],
@@ -41,67 +176,9 @@ impl std::fmt::Debug for GoRand {
     }
 }
 
-/// One step of the Park–Miller LCG `x * 48271 mod (2^31 - 1)` in Schrage's form, as Go's
-/// `seedrand`. Inputs and outputs stay in `1..2^31-1`, so `i64` never overflows.
-#[inline]
-fn seed_step(x: i64) -> i64 {
-    const A: i64 = 48_271;
-    const Q: i64 = 44_488;
-    const R: i64 = 3_399;
-    let hi = x / Q;
-    let lo = x % Q;
-    let mut x = A * lo - R * hi;
-    if x < 0 {
-        x += INT32_MAX;
-    }
-    x
-}
-
-impl GoRand {
-    /// A generator in the state Go's `rand.NewSource(seed)` produces. Every `i64` is a valid
-    /// seed (negative, zero and `i64::MAX` included).
-    pub fn new(seed: i64) -> Self {
-        let mut rng = GoRand {
-            vec: [0; RNG_LEN],
-            tap: 0,
-            feed: RNG_LEN - RNG_TAP,
-        };
-        rng.seed(seed);
-        rng
-    }
-
-    /// Re-seeds in place, exactly as Go's `rngSource.Seed`.
-    pub fn seed(&mut self, seed: i64) {
-        self.tap = 0;
-        self.feed = RNG_LEN - RNG_TAP;
-
-        let mut x = seed % INT32_MAX;
-        if x < 0 {
-            x += INT32_MAX;
-        }
-        if x == 0 {
-            x = ZERO_SEED_SUBSTITUTE;
-        }
-
-        // Twenty warm-up steps, then three LCG outputs (placed at bits 40, 20 and 0) per word,
-        // mixed with the cooked table.
-        for _ in 0..20 {
-            x = seed_step(x);
-        }
-        for (slot, cooked) in self.vec.iter_mut().zip(RNG_COOKED.iter()) {
-            x = seed_step(x);
-            let mut u = x << 40;
-            x = seed_step(x);
-            u ^= x << 20;
-            x = seed_step(x);
-            u ^= x;
-            *slot = u ^ cooked;
-        }
-    }
-
-    /// The next raw 64-bit output (Go's `rngSource.Uint64`).
+impl Uint64Source for GoRand {
     #[inline]
-    pub fn uint64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.tap = if self.tap == 0 {
             RNG_LEN - 1
         } else {
@@ -116,59 +193,107 @@ impl GoRand {
         self.vec[self.feed] = x;
         x as u64
     }
+}
+
+impl GoRand {
+    /// A generator in the state Go's `rand.NewSource(seed)` produces. Every `i64` is a valid
+    /// seed (negative, zero and `i64::MAX` included).
+    pub fn new(seed: i64) -> Self {
+        let mut rng = GoRand {
+            vec: [0; RNG_LEN],
+            tap: 0,
+            feed: RNG_FEED,
+        };
+        rng.seed(seed);
+        rng
+    }
+
+    /// Re-seeds in place, exactly as Go's `rngSource.Seed`.
+    pub fn seed(&mut self, seed: i64) {
+        self.tap = 0;
+        self.feed = RNG_FEED;
+        let x0 = reduce_seed(seed);
+        for (index, word) in self.vec.iter_mut().enumerate() {
+            *word = initial_word(x0, index);
+        }
+    }
+
+    /// The next raw 64-bit output (Go's `rngSource.Uint64`).
+    #[inline]
+    pub fn uint64(&mut self) -> u64 {
+        self.next_u64()
+    }
 
     /// A non-negative value in `0..2^63` (Go's `Int63`).
     #[inline]
     pub fn int63(&mut self) -> i64 {
-        (self.uint64() & (i64::MAX as u64)) as i64
+        int63(self)
     }
 
     /// A non-negative value in `0..2^31`: the high 31 bits of [`GoRand::int63`] (Go's `Int31`).
     #[inline]
     pub fn int31(&mut self) -> i32 {
-        (self.int63() >> 32) as i32
+        int31(self)
     }
 
     /// A value in `0..n` drawn as Go's `Int63n`; `None` when `n <= 0` (where Go panics).
     pub fn int63n(&mut self, n: i64) -> Option<i64> {
-        if n <= 0 {
-            return None;
-        }
-        if n & (n - 1) == 0 {
-            return Some(self.int63() & (n - 1));
-        }
-        // Largest accepted draw: values above it would bias the modulo towards small results.
-        let max = i64::MAX - ((1u64 << 63) % n as u64) as i64;
-        let mut v = self.int63();
-        while v > max {
-            v = self.int63();
-        }
-        Some(v % n)
+        int63n(self, n)
     }
 
     /// A value in `0..n` drawn as Go's `Int31n`; `None` when `n <= 0` (where Go panics).
     pub fn int31n(&mut self, n: i32) -> Option<i32> {
-        if n <= 0 {
-            return None;
-        }
-        if n & (n - 1) == 0 {
-            return Some(self.int31() & (n - 1));
-        }
-        let max = i32::MAX - ((1u32 << 31) % n as u32) as i32;
-        let mut v = self.int31();
-        while v > max {
-            v = self.int31();
-        }
-        Some(v % n)
+        int31n(self, n)
     }
 
     /// A value in `0..n` drawn as Go's `Intn` on a 64-bit platform: the 31-bit path for
     /// `n <= 2^31 - 1`, the 63-bit path above. `None` when `n <= 0` (where Go panics).
     pub fn intn(&mut self, n: i64) -> Option<i64> {
-        match i32::try_from(n) {
-            Ok(small) => self.int31n(small).map(i64::from),
-            Err(_) => self.int63n(n),
+        intn(self, n)
+    }
+}
+
+/// The output stream of a freshly seeded [`GoRand`], computing only the state words it reads.
+///
+/// Output `t` (from 1) adds words `334 - t` and `607 - t`. Up to `t = 273` neither has been
+/// overwritten yet, so both are initial words computed on demand; later outputs switch to a
+/// fully seeded generator advanced to the same position.
+struct FreshStream {
+    x0: u64,
+    drawn: usize,
+    full: Option<GoRand>,
+    seed: i64,
+}
+
+impl FreshStream {
+    fn new(seed: i64) -> Self {
+        FreshStream {
+            x0: reduce_seed(seed),
+            drawn: 0,
+            full: None,
+            seed,
         }
+    }
+}
+
+impl Uint64Source for FreshStream {
+    #[inline]
+    fn next_u64(&mut self) -> u64 {
+        if self.full.is_none() && self.drawn < RNG_TAP {
+            self.drawn += 1;
+            let feed = initial_word(self.x0, RNG_FEED - self.drawn);
+            let tap = initial_word(self.x0, RNG_LEN - self.drawn);
+            return feed.wrapping_add(tap) as u64;
+        }
+        let (seed, drawn) = (self.seed, self.drawn);
+        let full = self.full.get_or_insert_with(|| {
+            let mut rng = GoRand::new(seed);
+            for _ in 0..drawn {
+                rng.next_u64();
+            }
+            rng
+        });
+        full.next_u64()
     }
 }
 
@@ -184,26 +309,15 @@ pub fn seeded_order(seed: i64, n: usize, out: &mut Vec<usize>) {
     if n < 2 {
         return;
     }
-    let mut rng = GoRand::new(seed);
+    let mut stream = FreshStream::new(seed);
     // The pool lives in out[..remaining]. Swapping the pick with the pool's last slot leaves
     // exactly the pool that "move the last candidate into the hole" would, and parks the pick
     // at out[remaining - 1]; picks therefore accumulate from the back and are reversed once.
     for remaining in (2..=n).rev() {
-        let pick = draw_index(&mut rng, remaining);
+        let pick = draw_index(&mut stream, remaining);
         out.swap(pick, remaining - 1);
     }
     out.reverse();
-}
-
-/// `Intn(bound)` as an index; `bound` is at least 2 here.
-#[inline]
-fn draw_index(rng: &mut GoRand, bound: usize) -> usize {
-    // A candidate list longer than i64::MAX cannot exist; saturating keeps this total anyway.
-    let n = i64::try_from(bound).unwrap_or(i64::MAX);
-    match rng.intn(n) {
-        Some(v) => usize::try_from(v).unwrap_or(0),
-        None => 0,
-    }
 }
 
 /// The first choice of the seeded plan over `n` candidates, without building the whole order
@@ -212,8 +326,18 @@ pub fn seeded_first(seed: i64, n: usize) -> Option<usize> {
     match n {
         0 => None,
         1 => Some(0),
-        _ => Some(draw_index(&mut GoRand::new(seed), n)),
+        _ => Some(draw_index(&mut FreshStream::new(seed), n)),
     }
+}
+
+/// `Intn(bound)` as an index; `bound` is at least 2 here.
+#[inline]
+fn draw_index(src: &mut impl Uint64Source, bound: usize) -> usize {
+    // A candidate list longer than i64::MAX cannot exist; saturating keeps this total anyway.
+    let n = i64::try_from(bound).unwrap_or(i64::MAX);
+    intn(src, n)
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 /// The cooked table of Go's `math/rand` (`rngCooked`), XORed into the state while seeding.
@@ -378,6 +502,98 @@ pub const RNG_COOKED: [i64; RNG_LEN] = [
 mod tests {
     use super::*;
 
+    /// Go's `rngSource.Seed` transcribed step by step (Schrage's LCG step, sequential loop),
+    /// as the reference for the jump-ahead seeding.
+    fn reference_state(seed: i64) -> Vec<i64> {
+        fn seedrand(x: i64) -> i64 {
+            const A: i64 = 48_271;
+            const Q: i64 = 44_488;
+            const R: i64 = 3_399;
+            let mut x = A * (x % Q) - R * (x / Q);
+            if x < 0 {
+                x += (1 << 31) - 1;
+            }
+            x
+        }
+        let mut seed = seed % ((1 << 31) - 1);
+        if seed < 0 {
+            seed += (1 << 31) - 1;
+        }
+        if seed == 0 {
+            seed = 89_482_311;
+        }
+        let mut x = seed;
+        let mut vec = vec![0i64; RNG_LEN];
+        for i in -20..RNG_LEN as i64 {
+            x = seedrand(x);
+            if i >= 0 {
+                let mut u = x << 40;
+                x = seedrand(x);
+                u ^= x << 20;
+                x = seedrand(x);
+                u ^= x;
+                vec[i as usize] = u ^ RNG_COOKED[i as usize];
+            }
+        }
+        vec
+    }
+
+    const SEEDS: [i64; 9] = [
+        0,
+        1,
+        -1,
+        42,
+        12345,
+        i64::MIN,
+        i64::MAX,
+        (1 << 31) - 1,
+        0x5eed_5eed,
+    ];
+
+    #[test]
+    fn jump_ahead_seeding_equals_gos_sequential_seeding() {
+        for seed in SEEDS {
+            assert_eq!(
+                GoRand::new(seed).vec.to_vec(),
+                reference_state(seed),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn lazy_stream_equals_the_full_generator_past_the_fallback() {
+        for seed in SEEDS {
+            let mut full = GoRand::new(seed);
+            let mut lazy = FreshStream::new(seed);
+            for draw in 0..2 * RNG_LEN {
+                assert_eq!(lazy.next_u64(), full.uint64(), "seed {seed} draw {draw}");
+            }
+        }
+    }
+
+    #[test]
+    fn seeded_order_matches_pick_and_remove_on_the_full_generator() {
+        // The textbook form of the spec's algorithm, on the fully seeded generator.
+        fn textbook(seed: i64, n: usize) -> Vec<usize> {
+            let mut rng = GoRand::new(seed);
+            let mut pool: Vec<usize> = (0..n).collect();
+            let mut order = Vec::new();
+            while !pool.is_empty() {
+                let i = rng.intn(pool.len() as i64).expect("positive bound") as usize;
+                order.push(pool.swap_remove(i));
+            }
+            order
+        }
+        let mut out = Vec::new();
+        for seed in SEEDS {
+            for n in [0, 1, 2, 3, 10, 12, 100, 273, 274, 275, 400] {
+                seeded_order(seed, n, &mut out);
+                assert_eq!(out, textbook(seed, n), "seed {seed} n {n}");
+            }
+        }
+    }
+
     #[test]
     fn seeded_order_is_trivial_for_zero_and_one_candidate() {
         let mut out = vec![7, 7, 7];
@@ -436,9 +652,10 @@ mod tests {
         // Go reduces the seed mod 2^31-1 and maps 0 to a fixed substitute; these are all the
         // same generator.
         let mut a = GoRand::new(5);
-        let mut b = GoRand::new(5 + INT32_MAX);
+        let modulus = LCG_MODULUS as i64;
+        let mut b = GoRand::new(5 + modulus);
         let mut zero = GoRand::new(0);
-        let mut modulus = GoRand::new(INT32_MAX);
+        let mut modulus = GoRand::new(modulus);
         for _ in 0..1000 {
             assert_eq!(a.uint64(), b.uint64());
             assert_eq!(zero.uint64(), modulus.uint64());
