@@ -1,0 +1,62 @@
+"""Filter behaviour a user relies on, beyond the issue's scenarios: forged headers, config errors."""
+import subprocess
+
+from conftest import RawDynamo, create_table, metric
+from harness.envoy import ENVOY_YAML, envoy_binary, plugin_config_value, render_template, unique_base_id, validation_values
+
+NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1")]
+
+
+def test_client_cannot_choose_the_node(stack):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim)
+    agent.wait_active([n[0] for n in NODES])
+    envoy = stack.envoy(agent, {}, expect_nodes=2)
+    create_table(envoy.url, "forged")
+    sim.reset()
+    client = RawDynamo(envoy.url)
+    try:
+        for i in range(40):
+            forged = {"x-alternator-endpoints": f"127.0.0.2:{sim.port}"}
+            status, _ = client.call("GetItem", {"TableName": "forged", "Key": {"pk": {"S": str(i)}}}, forged)
+            assert status == 200
+    finally:
+        client.close()
+    assert sim.counters() == {"127.0.0.2": 20, "127.0.0.3": 20}
+    assert "candidates=127.0.0.2:" in envoy.access_log() and "upstream=127.0.0.3:" in envoy.access_log()
+
+
+def test_unknown_operation_is_routed_not_refused(stack):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim)
+    agent.wait_active([n[0] for n in NODES])
+    envoy = stack.envoy(agent, {}, expect_nodes=2)
+    client = RawDynamo(envoy.url)
+    try:
+        status, body = client.call("NoSuchOperation", {})
+        status2, _ = client.call("ListTables", {}, {"x-amz-target": "\u00ff-not-dynamodb"})
+    finally:
+        client.close()
+    assert status == 400, body  # Alternator's answer, not the filter's
+    assert status2 == 400
+    assert metric(envoy, "alternator_routed_total", policy="round_robin") == 2
+
+
+def validate(tmp_path, plugin_config: str):
+    values = validation_values()
+    values["PLUGIN_CONFIG"] = plugin_config
+    path = tmp_path / "envoy.yaml"
+    path.write_text(render_template(ENVOY_YAML.read_text(), values))
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--base-id", str(unique_base_id())],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_plugin_config_is_refused_naming_the_field(tmp_path):
+    ok = validate(tmp_path, plugin_config_value({"fallbacks": 1, "scope": {"datacenter": "dc1"}}))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    for config, field in [({"fallback": 3}, "fallback"), ({"scope": {"dc": "x"}}, "dc"),
+                          ({"policy": "least_request"}, "policy"), ({"fallbacks": 99}, "fallbacks")]:
+        bad = validate(tmp_path, plugin_config_value(config))
+        assert bad.returncode != 0, config
+        line = next(l for l in (bad.stdout + bad.stderr).splitlines() if "invalid plugin configuration" in l)
+        assert field in line, line

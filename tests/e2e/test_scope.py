@@ -1,0 +1,59 @@
+"""Issue test 2: rack scope, and what happens when the rack empties (fallback vs strict)."""
+import collections
+
+from conftest import RawDynamo, create_table, metric, wait_synced
+
+NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
+         ("127.0.0.5", "dc1", "rack2")]
+RACK1 = {"127.0.0.2", "127.0.0.3"}
+
+
+def served_by(sim, envoy, count, table="scope"):
+    sim.reset()
+    client = RawDynamo(envoy.url)
+    statuses = collections.Counter()
+    try:
+        for i in range(count):
+            status, _ = client.call("GetItem", {"TableName": table, "Key": {"pk": {"S": f"k{i}"}}})
+            statuses[status] += 1
+    finally:
+        client.close()
+    return {a: n for a, n in sim.counters().items() if n}, statuses
+
+
+def test_rack_scope_serves_from_local_rack_then_falls_back_or_refuses(stack):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim)
+    agent.wait_active([n[0] for n in NODES])
+    scope = {"datacenter": "dc1", "rack": "rack1"}
+    fallback = stack.envoy(agent, {"scope": dict(scope, mode="fallback")}, expect_nodes=4)
+    strict = stack.envoy(agent, {"scope": dict(scope, mode="strict")}, expect_nodes=4)
+    create_table(fallback.url, "scope")
+
+    for envoy in (fallback, strict):
+        nodes, statuses = served_by(sim, envoy, 200)
+        assert statuses == {200: 200}
+        assert set(nodes) == RACK1, nodes
+        assert abs(nodes["127.0.0.2"] - nodes["127.0.0.3"]) <= 2, nodes
+
+    # Empty rack1: its nodes stop listening and leave /localnodes.
+    for address in sorted(RACK1):
+        sim.node_action(address, "stop")
+    agent.wait_active(["127.0.0.4", "127.0.0.5"])
+    for envoy in (fallback, strict):
+        wait_synced(envoy, agent)
+
+    nodes, statuses = served_by(sim, fallback, 100)
+    assert statuses == {200: 100}
+    assert set(nodes) == {"127.0.0.4", "127.0.0.5"}, nodes
+
+    client = RawDynamo(strict.url)
+    try:
+        status, body = client.call("GetItem", {"TableName": "scope", "Key": {"pk": {"S": "k"}}})
+    finally:
+        client.close()
+    assert status == 503
+    assert body["__type"].endswith("#ServiceUnavailableException"), body
+    assert "no Alternator node" in body["message"]
+    assert metric(strict, "alternator_no_route_total") >= 1
+    assert metric(fallback, "alternator_no_route_total") == 0

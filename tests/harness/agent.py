@@ -1,0 +1,69 @@
+"""Run the discovery agent (`alternator-discovery-agent`) for end-to-end tests."""
+import json
+import pathlib
+import urllib.error
+import urllib.request
+
+from .util import OwnedProcess, eventually, free_port, release_binary
+
+
+class Agent:
+    """A discovery agent process on a free loopback port, watching the given seed nodes."""
+
+    def __init__(self, workdir: pathlib.Path, seeds, port: int, datacenter: str | None = None,
+                 rack: str | None = None, extra_args=(), active_interval: str = "200ms",
+                 idle_interval: str = "1s", probe_period: str = "200ms"):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [
+            release_binary("alternator-discovery-agent"),
+            "--seeds", ",".join(seeds),
+            "--port", port,
+            "--listen", f"127.0.0.1:{self.port}",
+            "--active-interval", active_interval,
+            "--idle-interval", idle_interval,
+            "--probe-period", probe_period,
+            "--log-level", "info",
+        ]
+        if datacenter:
+            args += ["--datacenter", datacenter]
+        if rack:
+            args += ["--rack", rack]
+        args += list(extra_args)
+        self.process = OwnedProcess(args, "agent", self.workdir / "agent.log")
+
+    def get(self, path: str, headers=None):
+        req = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def snapshot(self) -> dict:
+        status, body = self.get("/v1/nodes")
+        assert status == 200, f"/v1/nodes answered {status}: {body!r}"
+        return json.loads(body)
+
+    def active_nodes(self) -> set:
+        return {n["address"] for n in self.snapshot()["nodes"] if n["health"] == "active"}
+
+    def wait_ready(self, timeout: float = 30.0):
+        def ready():
+            if not self.process.alive():
+                raise AssertionError(f"agent exited:\n{self.process.log_tail()}")
+            return self.get("/readyz")[0] == 200
+
+        eventually(ready, timeout=timeout, message=f"agent ready; log:\n{self.process.log_tail()}")
+        return self
+
+    def wait_active(self, addresses, timeout: float = 30.0):
+        """Until exactly `addresses` are ACTIVE in the agent's snapshot."""
+        want = set(addresses)
+        eventually(lambda: self.active_nodes() == want, timeout=timeout,
+                   message=f"agent lists {sorted(want)} as active")
+
+    def stop(self):
+        self.process.stop()
