@@ -84,9 +84,7 @@ fn jsonish() -> impl Strategy<Value = String> {
 fn cluster(n: usize) -> RoutingTable {
     let nodes = (0..n)
         .map(|i| Node {
-            address: format!("10.1.{}.{}", i / 200, i % 200 + 1)
-                .parse()
-                .expect("ip"),
+            address: std::net::Ipv4Addr::new(10, 1, (i / 200) as u8, (i % 200 + 1) as u8).into(),
             datacenter: "dc1".into(),
             rack: "r1".into(),
             health: HealthState::Active,
