@@ -1,0 +1,327 @@
+//! Helpers shared by the agent's integration tests: start the agent on a free port, talk to its
+//! API over plain HTTP/1.1, wait for conditions, and a tiny scripted Alternator stand-in for
+//! answers the sim never gives (HTML, truncated JSON, host-id UUIDs).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alternator_discovery_agent::AgentConfig;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running agent on 127.0.0.1:<free port>.
+pub struct AgentUnderTest {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl AgentUnderTest {
+    /// Starts `run(config, listener, shutdown)` with the real HTTP transport.
+    pub async fn start(config: AgentConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            alternator_discovery_agent::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        AgentUnderTest {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Starts the agent with a custom transport.
+    pub async fn start_with<T: alternator_discovery_agent::transport::Transport>(
+        config: AgentConfig,
+        transport: T,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            alternator_discovery_agent::run_with_transport(config, listener, transport, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        AgentUnderTest {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> HttpReply {
+        http(self.addr, "GET", path, &[], "").await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> HttpReply {
+        http(self.addr, "GET", path, headers, "").await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> HttpReply {
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    /// The published snapshot, parsed.
+    pub async fn snapshot(&self) -> Option<serde_json::Value> {
+        let reply = self.get("/v1/nodes").await;
+        (reply.status == 200).then(|| serde_json::from_str(&reply.body).unwrap())
+    }
+
+    /// `{address: (health, datacenter, rack)}` of the published snapshot.
+    pub async fn nodes(&self) -> HashMap<String, (String, String, String)> {
+        let Some(snapshot) = self.snapshot().await else {
+            return HashMap::new();
+        };
+        snapshot["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["address"].as_str().unwrap().to_owned(),
+                    (
+                        n["health"].as_str().unwrap().to_owned(),
+                        n["datacenter"].as_str().unwrap().to_owned(),
+                        n["rack"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// One sample of `/metrics` by exact series text (`name{labels}`).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.body;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map(|v| v.trim().parse().unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for AgentUnderTest {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection) so the tests see exactly what any
+/// client would.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpReply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes; panics with `what`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("not within {within:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config suited to tests: fast cadence and probes, short timeouts.
+pub fn fast_config(seeds: &[IpAddr], port: u16) -> AgentConfig {
+    let mut config = AgentConfig::with_seeds(seeds.iter().map(IpAddr::to_string));
+    config.port = port;
+    config.active_interval = Duration::from_millis(100);
+    config.idle_interval = Duration::from_millis(100);
+    config.max_backoff = Duration::from_millis(400);
+    config.request_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_millis(300);
+    config.probe_period = Duration::from_millis(200);
+    config.probe_timeout = Duration::from_millis(500);
+    config
+}
+
+/// Scripted answers of one fake Alternator node: path-and-query → (status, body).
+pub type Script = Arc<Mutex<HashMap<String, (u16, String)>>>;
+
+/// Fake Alternator nodes on 127.0.0.x sharing one port, answering from scripts.
+pub struct FakeCluster {
+    pub port: u16,
+    pub scripts: HashMap<IpAddr, Script>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl FakeCluster {
+    /// Binds every address on one common free port (retrying if another process holds it).
+    pub async fn start(addresses: &[IpAddr]) -> Self {
+        'attempt: for _ in 0..50 {
+            let first = TcpListener::bind((addresses[0], 0)).await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut listeners = vec![first];
+            for address in &addresses[1..] {
+                match TcpListener::bind((*address, port)).await {
+                    Ok(l) => listeners.push(l),
+                    Err(_) => continue 'attempt,
+                }
+            }
+            let mut scripts = HashMap::new();
+            let mut tasks = Vec::new();
+            for (address, listener) in addresses.iter().zip(listeners) {
+                let script: Script = Arc::default();
+                scripts.insert(*address, script.clone());
+                tasks.push(tokio::spawn(serve_script(listener, script)));
+            }
+            return FakeCluster {
+                port,
+                scripts,
+                tasks,
+            };
+        }
+        panic!("no common free port for the fake cluster");
+    }
+
+    pub fn answer(&self, node: IpAddr, path: &str, status: u16, body: &str) {
+        self.scripts[&node]
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), (status, body.to_owned()));
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve_script(listener: TcpListener, script: Script) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let script = script.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let key = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let (status, body) = script
+                    .lock()
+                    .unwrap()
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or((404, "not scripted".to_owned()));
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// `127.0.<net>.<last>`: each test uses its own `net` so tests running in parallel never
+/// compete for the same address and port.
+pub fn ip(net: u8, last: u8) -> IpAddr {
+    IpAddr::from([127, 0, net, last])
+}
