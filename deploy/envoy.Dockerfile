@@ -24,6 +24,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM ${ENVOY_IMAGE}
 COPY --from=build /alternator_filter.wasm /etc/envoy/alternator_filter.wasm
 COPY deploy/envoy-compose.yaml /etc/envoy/envoy.template.yaml
+# The single quotes are deliberate: the shell must not expand the placeholders sed replaces.
+# hadolint ignore=SC2016
 RUN sed -E 's/\$\{[A-Z0-9_]+:-([^}]*)\}/\1/g' /etc/envoy/envoy.template.yaml > /etc/envoy/envoy.yaml \
     && if grep -q '\${' /etc/envoy/envoy.yaml; then echo "unrendered placeholder in envoy.yaml" >&2; exit 1; fi \
     && envoy --mode validate -c /etc/envoy/envoy.yaml
