@@ -3,6 +3,9 @@
 //! per scope per refresh whatever the node count, and jittered exponential backoff when
 //! nothing answers.
 
+// Helpers outside #[test] functions may unwrap too: a failing test is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::IpAddr;

@@ -2,6 +2,9 @@
 //! entries, a 503. The agent must skip a bad answer, ask the next candidate, and never publish
 //! garbage.
 
+// Helpers outside #[test] functions may unwrap too: a failing test is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
