@@ -1,1 +1,355 @@
-//! alternator-sim: a stand-in Alternator cluster for tests and the demo. Not a database.
+//! alternator-sim: a stand-in ScyllaDB Alternator cluster for tests, benchmarks and the local
+//! demo. **It is a test fixture, not a database.**
+//!
+//! One process hosts several "nodes", each bound to its own loopback address (`127.0.0.x`) on
+//! one shared port, as real Alternator nodes are. Every node answers Scylla's `GET /localnodes`
+//! and `GET /` health check and the DynamoDB JSON protocol on `POST /`; all nodes serve the
+//! same in-memory tables (or forward to a real DynamoDB implementation with `backend`). A
+//! separate control API (and the methods on [`Sim`]) stops, hangs, slows, fails, adds and
+//! decommissions nodes and reads per-node counters and the key log that tests use to check
+//! request affinity. The interface is specified in `docs/architecture.md` §3.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), alternator_sim::SimError> {
+//! use alternator_sim::{NodeSpec, Sim, SimConfig};
+//! let sim = Sim::start(SimConfig::new(vec![
+//!     NodeSpec::new([127, 0, 0, 1], "dc1", "rack1"),
+//!     NodeSpec::new([127, 0, 0, 2], "dc1", "rack2"),
+//! ]))
+//! .await?;
+//! let first = sim.node_addresses()[0];
+//! sim.stop_node(first).await?; // connections to 127.0.0.1:<port> are now refused
+//! sim.start_node(first).await?;
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod cluster;
+mod control;
+mod dynamo;
+mod http;
+mod observe;
+pub mod sigv4;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use cluster::{FailureSpec, NodeState, NodeStatus};
+pub use observe::{Counters, KeyLogEntry, NodeCounterSnapshot};
+
+/// One node of the simulated cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// The node's own address; every node of a sim needs a distinct one (`127.0.0.x`).
+    pub address: IpAddr,
+    pub datacenter: String,
+    pub rack: String,
+    /// Start (or join, for [`Sim::add_node`]) listed in `/localnodes` while the port still
+    /// refuses connections, as Scylla does for ~13 s after a node joins.
+    #[serde(default)]
+    pub listed_not_ready: bool,
+    /// With `listed_not_ready`: open the port by itself after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after_ms: Option<u64>,
+}
+
+impl NodeSpec {
+    pub fn new(
+        address: impl Into<IpAddr>,
+        datacenter: impl Into<String>,
+        rack: impl Into<String>,
+    ) -> Self {
+        NodeSpec {
+            address: address.into(),
+            datacenter: datacenter.into(),
+            rack: rack.into(),
+            listed_not_ready: false,
+            ready_after_ms: None,
+        }
+    }
+
+    /// Join listed-but-not-ready (see [`NodeSpec::listed_not_ready`]).
+    pub fn listed_not_ready(mut self, ready_after: Option<Duration>) -> Self {
+        self.listed_not_ready = true;
+        self.ready_after_ms = ready_after.map(|d| d.as_millis() as u64);
+        self
+    }
+}
+
+impl FromStr for NodeSpec {
+    type Err = SimError;
+
+    /// `ADDRESS/DATACENTER/RACK`, e.g. `127.0.0.2/dc1/rack2`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SimError::InvalidNode(s.to_owned());
+        let mut parts = s.split('/');
+        let address = parts
+            .next()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .ok_or_else(bad)?;
+        let datacenter = parts.next().filter(|d| !d.is_empty()).ok_or_else(bad)?;
+        let rack = parts.next().filter(|r| !r.is_empty()).ok_or_else(bad)?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(NodeSpec::new(address, datacenter, rack))
+    }
+}
+
+/// Access key and secret for SigV4 enforcement.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl FromStr for Credentials {
+    type Err = SimError;
+
+    /// `ACCESS_KEY_ID:SECRET`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(Credentials {
+                access_key_id: id.to_owned(),
+                secret_access_key: secret.to_owned(),
+            }),
+            _ => Err(SimError::InvalidArgument(
+                "credentials must be ACCESS_KEY_ID:SECRET".into(),
+            )),
+        }
+    }
+}
+
+/// How to start a [`Sim`].
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: Vec<NodeSpec>,
+    /// The port every node listens on; 0 picks one that is free on every node address.
+    pub port: u16,
+    /// Where the control API listens (port 0 picks a free one).
+    pub control: SocketAddr,
+    /// Verify AWS SigV4 on DynamoDB requests, like Scylla's `alternator_enforce_authorization`.
+    pub enforce_auth: Option<Credentials>,
+    /// Forward DynamoDB requests to this DynamoDB implementation (`http://127.0.0.1:8000`)
+    /// instead of the built-in engine.
+    pub backend: Option<String>,
+    /// Entries kept in the key log (oldest dropped first).
+    pub keylog_capacity: usize,
+}
+
+impl SimConfig {
+    pub fn new(nodes: Vec<NodeSpec>) -> Self {
+        SimConfig {
+            nodes,
+            ..SimConfig::default()
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: Vec::new(),
+            port: 0,
+            control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            enforce_auth: None,
+            backend: None,
+            keylog_capacity: 100_000,
+        }
+    }
+}
+
+/// Why the sim could not start or carry out a control action.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("a sim needs at least one node")]
+    NoNodes,
+    #[error("invalid node {0:?}: expected ADDRESS/DATACENTER/RACK, e.g. 127.0.0.2/dc1/rack2")]
+    InvalidNode(String),
+    #[error("node {0} is defined twice")]
+    DuplicateNode(IpAddr),
+    #[error("no node with address {0}")]
+    UnknownNode(IpAddr),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("found no port free on every node address after {0} attempts")]
+    NoCommonPort(u32),
+    #[error("invalid backend URL {0:?}: expected http://HOST:PORT")]
+    InvalidBackend(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// A running simulated cluster. Dropping it stops every listener; [`Sim::shutdown`] also waits
+/// until they are closed.
+#[derive(Debug)]
+pub struct Sim {
+    cluster: Arc<cluster::Cluster>,
+    control: control::ControlServer,
+}
+
+impl Sim {
+    /// Bind every node (and the control API) and start serving.
+    pub async fn start(config: SimConfig) -> Result<Sim, SimError> {
+        let cluster = cluster::Cluster::start(&config).await?;
+        let control = match control::ControlServer::start(config.control, cluster.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                cluster.shutdown().await;
+                return Err(e);
+            }
+        };
+        tracing::info!(port = cluster.port(), control = %control.addr(), "alternator-sim started");
+        Ok(Sim { cluster, control })
+    }
+
+    /// The port all nodes share.
+    pub fn port(&self) -> u16 {
+        self.cluster.port()
+    }
+
+    /// Where the control API listens.
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control.addr()
+    }
+
+    /// Addresses of every node (including stopped ones), in definition order.
+    pub fn node_addresses(&self) -> Vec<IpAddr> {
+        self.cluster
+            .nodes()
+            .iter()
+            .map(|n| n.spec.address)
+            .collect()
+    }
+
+    /// `address:port` of a node.
+    pub fn endpoint(&self, address: IpAddr) -> SocketAddr {
+        SocketAddr::new(address, self.port())
+    }
+
+    /// Every node with its fault state.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        self.cluster.statuses()
+    }
+
+    /// The JSON line the binary prints on start.
+    pub fn startup_line(&self) -> String {
+        serde_json::json!({
+            "port": self.port(),
+            "control": self.control_addr().to_string(),
+            "nodes": self.cluster.nodes().iter().map(|n| serde_json::json!({
+                "address": n.spec.address.to_string(),
+                "datacenter": n.spec.datacenter,
+                "rack": n.spec.rack,
+            })).collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+
+    /// Close the node's listener and every open connection (reset): connections are refused
+    /// and the node leaves `/localnodes`.
+    pub async fn stop_node(&self, address: IpAddr) -> Result<(), SimError> {
+        self.cluster.stop_node(address).await
+    }
+
+    /// Listen again and clear every fault.
+    pub async fn start_node(&self, address: IpAddr) -> Result<(), SimError> {
+        self.cluster.start_node(address).await
+    }
+
+    /// Accept connections but answer nothing until `start_node`; not listed.
+    pub async fn hang_node(&self, address: IpAddr) -> Result<(), SimError> {
+        self.cluster.hang_node(address).await
+    }
+
+    /// Delay every answer of the node by `latency` (zero clears it).
+    pub async fn set_latency(&self, address: IpAddr, latency: Duration) -> Result<(), SimError> {
+        self.cluster.set_latency(address, latency)
+    }
+
+    /// Answer `fraction` (0..=1) of the node's DynamoDB requests with HTTP `status` (500 →
+    /// InternalServerError, 503 → ServiceUnavailable). A fraction of 0 clears it.
+    pub async fn set_failure(
+        &self,
+        address: IpAddr,
+        fraction: f64,
+        status: u16,
+    ) -> Result<(), SimError> {
+        self.cluster.set_failure(address, fraction, status)
+    }
+
+    /// Close the node's port but keep it listed in `/localnodes`, as Scylla does right after a
+    /// node joins. With `ready_after`, the port opens by itself after that delay.
+    pub async fn set_listed_not_ready(
+        &self,
+        address: IpAddr,
+        ready_after: Option<Duration>,
+    ) -> Result<(), SimError> {
+        self.cluster
+            .set_listed_not_ready(address, ready_after)
+            .await
+    }
+
+    /// Leave `/localnodes` but keep serving in-flight and new connections.
+    pub async fn decommission(&self, address: IpAddr) -> Result<(), SimError> {
+        self.cluster.decommission(address)
+    }
+
+    /// Add a node at runtime (on the sim's port).
+    pub async fn add_node(&self, spec: NodeSpec) -> Result<(), SimError> {
+        self.cluster.add_node(spec).await
+    }
+
+    /// Request counters of every node.
+    pub fn counters(&self) -> Counters {
+        self.cluster.counters()
+    }
+
+    /// The key log, oldest first.
+    pub fn keylog(&self) -> Vec<KeyLogEntry> {
+        self.cluster.keylog.entries(None)
+    }
+
+    /// Key log entries with `seq >= since`.
+    pub fn keylog_since(&self, since: u64) -> Vec<KeyLogEntry> {
+        self.cluster.keylog.entries(Some(since))
+    }
+
+    /// Zero the counters and clear the key log.
+    pub fn reset(&self) {
+        self.cluster.reset();
+    }
+
+    /// Stop every node and the control API and wait until their sockets are closed.
+    pub async fn shutdown(self) {
+        self.control.shutdown().await;
+        self.cluster.shutdown().await;
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.control.abort();
+        self.cluster.abort();
+    }
+}

@@ -1,0 +1,252 @@
+//! What one node answers over HTTP/1.1: Scylla's `GET /localnodes` and `GET /` health check,
+//! and the DynamoDB JSON protocol on `POST /`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::cluster::{Cluster, Faults, Node};
+use crate::dynamo::{self, DynamoError, ErrorKind, Operation};
+
+pub(crate) type Body = Full<Bytes>;
+
+const AMZ_JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.0");
+
+/// Serve one accepted connection until the client closes it or the node's listener stops
+/// (`kill`), in which case the connection is reset like a dying process's would be.
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    cluster: Arc<Cluster>,
+    node: Arc<Node>,
+    mut kill: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let cluster = cluster.clone();
+        let node = node.clone();
+        async move { Ok::<_, Infallible>(handle(req, &cluster, &node).await) }
+    });
+    let mut conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = &mut conn => {}
+        _ = kill.wait_for(|k| *k) => {
+            let stream = conn.into_parts().io.into_inner();
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    }
+}
+
+async fn handle(req: Request<Incoming>, cluster: &Cluster, node: &Node) -> Response<Body> {
+    let mut faults = node.faults();
+    if faults.hung {
+        node.wait_unhung().await;
+        faults = node.faults();
+    }
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    match (req.method(), req.uri().path()) {
+        (&Method::POST, "/") => dynamodb(req, cluster, node, faults).await,
+        (&Method::GET, "/localnodes") => {
+            node.counters.count_localnodes();
+            localnodes(&req, cluster, node)
+        }
+        (&Method::GET, "/") => {
+            node.counters.count_health();
+            let host = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            text(StatusCode::OK, format!("healthy: {host}"))
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found".to_owned()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Scylla's `/localnodes`: live, normal nodes of `?dc=` (default: this node's datacenter),
+/// filtered by `?rack=`; unknown datacenter or rack gives `[]`.
+fn localnodes(req: &Request<Incoming>, cluster: &Cluster, node: &Node) -> Response<Body> {
+    let mut dc = None;
+    let mut rack = None;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "dc" => dc = Some(percent_decode(v)),
+            "rack" => rack = Some(percent_decode(v)),
+            _ => {}
+        }
+    }
+    let dc = dc.unwrap_or_else(|| node.spec.datacenter.clone());
+    let list: Vec<String> = cluster
+        .localnodes(&dc, rack.as_deref())
+        .into_iter()
+        .map(|a| a.to_string())
+        .collect();
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(&list).unwrap_or_default(),
+    )));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub(crate) fn dynamo_response(cluster: &Cluster, status: u16, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, AMZ_JSON);
+    if let Ok(id) = HeaderValue::from_str(&format!("SIM{:020}", cluster.next_request_id())) {
+        h.insert("x-amzn-requestid", id);
+    }
+    r
+}
+
+fn error_response(cluster: &Cluster, e: &DynamoError) -> Response<Body> {
+    dynamo_response(cluster, e.status(), e.to_body())
+}
+
+fn injected_failure(status: u16) -> DynamoError {
+    let kind = match status {
+        503 => ErrorKind::ServiceUnavailable,
+        _ => ErrorKind::InternalServerError,
+    };
+    DynamoError::new(kind, format!("alternator-sim injected failure ({status})"))
+}
+
+async fn dynamodb(
+    req: Request<Incoming>,
+    cluster: &Cluster,
+    node: &Node,
+    faults: Faults,
+) -> Response<Body> {
+    let op = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .map_or(Operation::Unknown, Operation::from_target);
+    node.counters.count_operation(op);
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error_response(
+                cluster,
+                &DynamoError::new(ErrorKind::Serialization, "could not read the request body"),
+            )
+        }
+    };
+    if let Some(fail) = faults.fail {
+        if rand::thread_rng().gen_bool(fail.fraction.clamp(0.0, 1.0)) {
+            node.counters.count_injected_failure();
+            let e = injected_failure(fail.status);
+            return dynamo_response(cluster, fail.status, e.to_body());
+        }
+    }
+    if let Some(creds) = &cluster.auth {
+        if let Err(e) = crate::sigv4::verify(&parts, &body, creds, std::time::SystemTime::now()) {
+            return error_response(cluster, &e);
+        }
+    }
+    if op == Operation::Unknown {
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|t| t.to_str().ok())
+            .unwrap_or("");
+        return error_response(
+            cluster,
+            &DynamoError::new(
+                ErrorKind::UnknownOperation,
+                format!("Unknown operation: X-Amz-Target {target:?}"),
+            ),
+        );
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error_response(
+                cluster,
+                &DynamoError::new(
+                    ErrorKind::Serialization,
+                    "Start of structure or map found where not expected",
+                ),
+            )
+        }
+    };
+    if let Some(backend) = &cluster.backend {
+        if op.is_data() {
+            let schemas = backend.schemas(op, &request, &parts.headers).await;
+            let keys = dynamo::request_keys(op, &request, &|t, i| schemas.lookup(t, i));
+            cluster.keylog.record(node.spec.address, op, keys);
+        } else if matches!(op, Operation::DeleteTable | Operation::CreateTable) {
+            backend.forget_schemas();
+        }
+        return backend.forward(cluster, &parts, body).await;
+    }
+    if op.is_data() {
+        let keys = dynamo::request_keys(op, &request, &|t, i| match i {
+            None => cluster.store.key_schema(t),
+            Some(i) => cluster.store.index_key_schema(t, i),
+        });
+        cluster.keylog.record(node.spec.address, op, keys);
+    }
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    match cluster.store.handle(op, &request, host) {
+        Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
+        Err(e) => error_response(cluster, &e),
+    }
+}

@@ -1,0 +1,152 @@
+//! `alternator-sim` binary: parse flags, log to stderr, print the startup JSON line on stdout,
+//! run until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alternator_sim::{Credentials, NodeSpec, Sim, SimConfig};
+use clap::Parser;
+use serde::Deserialize;
+
+/// A stand-in ScyllaDB Alternator cluster for tests and the demo. Not a database.
+#[derive(Debug, Parser)]
+#[command(name = "alternator-sim", version)]
+struct Args {
+    /// A node as ADDRESS/DATACENTER/RACK (repeat for every node), e.g. 127.0.0.2/dc1/rack2.
+    #[arg(long = "node", value_name = "ADDRESS/DC/RACK")]
+    nodes: Vec<NodeSpec>,
+
+    /// JSON file with {"nodes": [{"address", "datacenter", "rack"}], "port": P}; --node adds
+    /// to its nodes, other flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Port shared by every node; 0 picks one free on every node address.
+    #[arg(long)]
+    port: Option<u16>,
+
+    /// Address of the control API.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+
+    /// Verify SigV4 on DynamoDB requests with these credentials (ACCESS_KEY_ID:SECRET).
+    #[arg(long, value_name = "AKID:SECRET", env = "ALTERNATOR_SIM_ENFORCE_AUTH")]
+    enforce_auth: Option<Credentials>,
+
+    /// Forward DynamoDB requests to this DynamoDB implementation, e.g. http://127.0.0.1:8000.
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+
+    /// Entries kept in the key log.
+    #[arg(long, default_value_t = 100_000)]
+    keylog_capacity: usize,
+
+    /// Tokio worker threads (default: one per CPU).
+    #[arg(long)]
+    worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    port: Option<u16>,
+}
+
+fn config(args: &Args) -> Result<SimConfig, String> {
+    let mut nodes = Vec::new();
+    let mut port = None;
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let file: ConfigFile = serde_json::from_str(&text)
+            .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+        nodes = file.nodes;
+        port = file.port;
+    }
+    nodes.extend(args.nodes.iter().cloned());
+    if nodes.is_empty() {
+        return Err("no nodes: give --node ADDRESS/DC/RACK (or --config FILE)".into());
+    }
+    Ok(SimConfig {
+        nodes,
+        port: args.port.or(port).unwrap_or(0),
+        control: args.control,
+        enforce_auth: args.enforce_auth.clone(),
+        backend: args.backend.clone(),
+        keylog_capacity: args.keylog_capacity,
+    })
+}
+
+async fn run(config: SimConfig) -> Result<(), String> {
+    let sim = Sim::start(config).await.map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", sim.startup_line()).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("alternator-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("alternator-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("alternator-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
