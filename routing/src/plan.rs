@@ -64,6 +64,10 @@ where
 }
 
 /// The routing view of one snapshot under one scope policy. Rebuild it when either changes.
+///
+/// Every plan method takes `health` indexed like the snapshot's nodes (the published health,
+/// or the caller's overlay of it) and `k`, the number of candidates wanted; it clears `out` and
+/// writes at most `k` node indices. Nodes beyond the end of `health` are never planned.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     snapshot: NodeSnapshot,
