@@ -42,16 +42,9 @@ impl Policy {
     }
 }
 
-/// What happens when no node of the configured scope is usable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ScopeMode {
-    /// Widen rack → datacenter → cluster until some node is usable.
-    #[default]
-    Fallback,
-    /// Never leave the configured scope: no usable node means a 503.
-    Strict,
-}
+/// What happens when no node of the configured scope is usable (`fallback`: widen rack →
+/// datacenter → cluster; `strict`: never leave the scope, answer 503).
+pub use alternator_routing::scope::ScopeMode;
 
 /// Which DynamoDB requests are routed by their partition key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -14,8 +14,11 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::host::{self, log_debug, Buffer, Map};
-use crate::metrics::AffinityMiss;
-use crate::view::{self, Decision, Learn, Operation, RoutingView};
+use crate::metrics::{AffinityMiss, RoutedBy};
+use alternator_routing::affinity::AffinityTarget;
+use alternator_routing::dynamodb::Operation;
+
+use crate::view::{self, Decision, RoutingView};
 use crate::worker::Worker;
 
 /// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
@@ -35,7 +38,7 @@ enum Phase {
 pub struct RequestContext {
     worker: Rc<Worker>,
     view: Option<Rc<RoutingView>>,
-    op: Option<Operation>,
+    op: Operation,
     phase: Phase,
     /// The routing header value written (`first,fallback,...`), for the served-by metric.
     candidates: String,
@@ -48,7 +51,7 @@ impl RequestContext {
         RequestContext {
             worker,
             view: None,
-            op: None,
+            op: Operation::Other,
             phase: Phase::Headers,
             candidates: String::new(),
             learn_from_response: false,
@@ -56,23 +59,22 @@ impl RequestContext {
     }
 
     /// Chooses the nodes and writes the header. `Continue` unless a local reply was sent.
-    fn route(&mut self, affinity: Option<Result<i64, AffinityMiss>>) -> Action {
+    fn route(&mut self, affinity: Result<Option<AffinityTarget>, AffinityMiss>) -> Action {
         self.phase = Phase::Done;
         let Some(view) = self.view.clone() else {
             // No snapshot yet: leave the choice to Envoy's fallback policy over EDS members.
-            self.worker.metrics.routed("no_snapshot");
+            self.worker.metrics.routed(RoutedBy::NoSnapshot);
             return Action::Continue;
         };
         let worker = &self.worker;
         let decision = match affinity {
-            Some(Ok(hash)) => {
+            Ok(Some(target)) => {
                 worker.metrics.affinity_applied();
-                view.affine(hash, worker.config.candidates(), &mut self.candidates)
+                view.affine(&target, worker.config.candidates(), &mut self.candidates)
             }
-            other => {
-                if let Some(Err(miss)) = other {
-                    worker.metrics.affinity_missed(miss);
-                }
+            Ok(None) => view.ordinary(worker, &mut self.candidates),
+            Err(miss) => {
+                worker.metrics.affinity_missed(miss);
                 view.ordinary(worker, &mut self.candidates)
             }
         };
@@ -104,13 +106,6 @@ impl RequestContext {
             }
         }
     }
-
-    fn learn(&self, body: &[u8], from: Learn) {
-        if let Some((table, key)) = view::learn_hash_key(body, from) {
-            log_debug!("alternator-filter: table {table:?} has partition key {key:?}");
-            self.worker.learn_hash_key(&table, &key);
-        }
-    }
 }
 
 impl Context for RequestContext {}
@@ -124,26 +119,21 @@ impl HttpContext for RequestContext {
         self.view = worker.view();
 
         let target = host::header(Map::HttpRequestHeaders, "x-amz-target");
-        self.op = target.as_deref().and_then(view::classify);
-        let Some(op) = self.op else {
-            return self.route(None);
-        };
-
-        let affinity_on = view::affinity_enabled(config);
-        self.learn_from_response = affinity_on && op.describes_table();
-        let wants_body = affinity_on && (view::needs_body(op, config) || op.creates_table());
-        if !wants_body {
-            return self.route(None);
+        let op = target.as_deref().map_or(Operation::Other, view::classify);
+        self.op = op;
+        self.learn_from_response = view::learns_from_response(op, config);
+        if !view::needs_body(op, config) {
+            return self.route(Ok(None));
         }
         if end_of_stream {
-            return self.route(Some(Err(AffinityMiss::NoKey)));
+            return self.route(Err(AffinityMiss::NoKey));
         }
         let too_large = host::header(Map::HttpRequestHeaders, "content-length")
             .as_deref()
             .and_then(crate::shared::parse_u64)
             .is_some_and(|len| len > config.max_body_bytes as u64);
         if too_large {
-            return self.route(Some(Err(AffinityMiss::BodyTooLarge)));
+            return self.route(Err(AffinityMiss::BodyTooLarge));
         }
         self.phase = Phase::BufferingRequest;
         Action::Pause
@@ -155,26 +145,13 @@ impl HttpContext for RequestContext {
         }
         if body_size > self.worker.config.max_body_bytes {
             // Continue releases the paused headers together with what was buffered so far.
-            return self.route(Some(Err(AffinityMiss::BodyTooLarge)));
+            return self.route(Err(AffinityMiss::BodyTooLarge));
         }
         if !end_of_stream {
             return Action::Pause; // Envoy buffers until the end of the body.
         }
         let body = host::buffer(Buffer::HttpRequestBody, 0, body_size).unwrap_or_default();
-        let Some(op) = self.op else {
-            return self.route(None);
-        };
-        if op.creates_table() {
-            self.learn(&body, Learn::CreateTableRequest);
-        }
-        let worker = Rc::clone(&self.worker);
-        let affinity = if view::needs_body(op, &worker.config) {
-            Some(view::affinity_hash(op, &body, &worker.config, |table| {
-                worker.hash_key_name(table)
-            }))
-        } else {
-            None
-        };
+        let affinity = view::affinity_target(self.op, &body, &self.worker);
         self.route(affinity)
     }
 
@@ -199,8 +176,11 @@ impl HttpContext for RequestContext {
             return Action::Pause;
         }
         self.learn_from_response = false;
-        if let Some(body) = host::buffer(Buffer::HttpResponseBody, 0, body_size) {
-            self.learn(&body, Learn::DescribeTableResponse);
+        let learned = host::buffer(Buffer::HttpResponseBody, 0, body_size)
+            .and_then(|b| view::learned_key(&b));
+        if let Some((table, key)) = learned {
+            log_debug!("alternator-filter: table {table:?} has partition key {key:?}");
+            self.worker.learn_hash_key(&table, &key);
         }
         Action::Continue
     }

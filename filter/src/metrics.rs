@@ -20,19 +20,10 @@ pub enum AffinityMiss {
     NoKey,
     /// The body was not the JSON DynamoDB expects.
     BadBody,
+    /// The partition-key value has a type affinity does not hash.
+    UnsupportedKey,
     /// The body is larger than `max_body_bytes`.
     BodyTooLarge,
-}
-
-impl AffinityMiss {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AffinityMiss::UnknownTable => "unknown_table",
-            AffinityMiss::NoKey => "no_key",
-            AffinityMiss::BadBody => "bad_body",
-            AffinityMiss::BodyTooLarge => "body_too_large",
-        }
-    }
 }
 
 /// Outcome of one poll of the discovery agent.
@@ -46,87 +37,103 @@ pub enum PollOutcome {
     Invalid,
 }
 
-impl PollOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollOutcome::Updated => "updated",
-            PollOutcome::NotModified => "not_modified",
-            PollOutcome::Failed => "failed",
-            PollOutcome::Invalid => "invalid",
-        }
-    }
-}
-
 /// Lazily defined metric ids of one VM (define_metric is a host call; done once per name).
+///
+/// The per-request path looks ids up without allocating: fixed names are `&'static str`, and
+/// the per-node ids are found by the upstream address as borrowed `&str`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: RefCell<HashMap<String, Option<u32>>>,
+    fixed: RefCell<HashMap<&'static str, Option<u32>>>,
+    /// Upstream `ip:port` → ids of (served as first choice, served as fallback).
+    served: RefCell<HashMap<String, [Option<u32>; 2]>>,
 }
 
 impl Metrics {
-    fn counter(&self, name: String) -> Option<u32> {
-        let mut ids = self.ids.borrow_mut();
-        if let Some(id) = ids.get(&name) {
-            return *id;
-        }
-        let id = host::define_counter(&name);
-        ids.insert(name, id);
-        id
+    fn fixed(&self, name: &'static str, gauge: bool) -> Option<u32> {
+        *self.fixed.borrow_mut().entry(name).or_insert_with(|| {
+            if gauge {
+                host::define_gauge(name)
+            } else {
+                host::define_counter(name)
+            }
+        })
     }
 
-    fn gauge(&self, name: String) -> Option<u32> {
-        let mut ids = self.ids.borrow_mut();
-        if let Some(id) = ids.get(&name) {
-            return *id;
-        }
-        let id = host::define_gauge(&name);
-        ids.insert(name, id);
-        id
-    }
-
-    fn inc(&self, name: String) {
-        if let Some(id) = self.counter(name) {
+    fn inc(&self, name: &'static str) {
+        if let Some(id) = self.fixed(name, false) {
             host::increment(id, 1);
         }
     }
 
     /// A request answered by `node`, which was the filter's first choice or a fallback.
     pub fn served(&self, node: &str, first_choice: bool) {
-        let choice = if first_choice { "first" } else { "fallback" };
-        self.inc(format!(
-            "alternator_requests_total;node={node};choice={choice}"
-        ));
+        let slot = usize::from(!first_choice);
+        let cached = self.served.borrow().get(node).map(|ids| ids[slot]);
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let ids = [
+                    host::define_counter(&format!(
+                        "alternator_requests_total;node={node};choice=first"
+                    )),
+                    host::define_counter(&format!(
+                        "alternator_requests_total;node={node};choice=fallback"
+                    )),
+                ];
+                self.served.borrow_mut().insert(node.to_string(), ids);
+                ids[slot]
+            }
+        };
+        if let Some(id) = id {
+            host::increment(id, 1);
+        }
     }
 
-    /// A routing decision, by the policy that made it (`round_robin`, `random`, `affinity`).
-    pub fn routed(&self, policy: &str) {
-        self.inc(format!("alternator_routed_total;policy={policy}"));
+    /// A routing decision, by the policy that made it.
+    pub fn routed(&self, policy: RoutedBy) {
+        self.inc(match policy {
+            RoutedBy::RoundRobin => "alternator_routed_total;policy=round_robin",
+            RoutedBy::Random => "alternator_routed_total;policy=random",
+            RoutedBy::Affinity => "alternator_routed_total;policy=affinity",
+            RoutedBy::NoSnapshot => "alternator_routed_total;policy=no_snapshot",
+        });
     }
 
     pub fn affinity_applied(&self) {
-        self.inc("alternator_affinity_total;outcome=applied;reason=hash_key".to_string());
+        self.inc("alternator_affinity_total;outcome=applied;reason=hash_key");
     }
 
     pub fn affinity_missed(&self, why: AffinityMiss) {
-        self.inc(format!(
-            "alternator_affinity_total;outcome=fallback;reason={}",
-            why.as_str()
-        ));
+        self.inc(match why {
+            AffinityMiss::UnknownTable => {
+                "alternator_affinity_total;outcome=fallback;reason=unknown_table"
+            }
+            AffinityMiss::NoKey => "alternator_affinity_total;outcome=fallback;reason=no_key",
+            AffinityMiss::BadBody => "alternator_affinity_total;outcome=fallback;reason=bad_body",
+            AffinityMiss::UnsupportedKey => {
+                "alternator_affinity_total;outcome=fallback;reason=unsupported_key"
+            }
+            AffinityMiss::BodyTooLarge => {
+                "alternator_affinity_total;outcome=fallback;reason=body_too_large"
+            }
+        });
     }
 
     pub fn no_route(&self) {
-        self.inc("alternator_no_route_total".to_string());
+        self.inc("alternator_no_route_total");
     }
 
     pub fn poll(&self, outcome: PollOutcome) {
-        self.inc(format!(
-            "alternator_agent_polls_total;outcome={}",
-            outcome.as_str()
-        ));
+        self.inc(match outcome {
+            PollOutcome::Updated => "alternator_agent_polls_total;outcome=updated",
+            PollOutcome::NotModified => "alternator_agent_polls_total;outcome=not_modified",
+            PollOutcome::Failed => "alternator_agent_polls_total;outcome=failed",
+            PollOutcome::Invalid => "alternator_agent_polls_total;outcome=invalid",
+        });
     }
 
     pub fn key_learned(&self) {
-        self.inc("alternator_key_names_learned_total".to_string());
+        self.inc("alternator_key_names_learned_total");
     }
 
     pub fn snapshot(&self, version: u64, age_seconds: u64, nodes: u64) {
@@ -135,9 +142,19 @@ impl Metrics {
             ("alternator_snapshot_age_seconds", age_seconds),
             ("alternator_snapshot_nodes", nodes),
         ] {
-            if let Some(id) = self.gauge(name.to_string()) {
+            if let Some(id) = self.fixed(name, true) {
                 host::record(id, value);
             }
         }
     }
+}
+
+/// Which policy made a routing decision (the `policy` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutedBy {
+    RoundRobin,
+    Random,
+    Affinity,
+    /// No snapshot yet: Envoy's fallback policy chose.
+    NoSnapshot,
 }

@@ -1,111 +1,187 @@
 //! Adapter between the filter and the routing core (`alternator-routing`).
 //!
-//! INTERIM: ordinary routing only, until `plan` and `dynamodb` land in the routing core.
+//! Everything here is a call into the routing core plus the glue the host needs (scratch
+//! buffers, the worker's counters, metric labels). No routing rule is decided in this file.
 
-use alternator_routing::endpoint::push_host_port;
-use alternator_routing::snapshot::{HealthState, NodeSnapshot};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
-use crate::config::{AffinityModeConfig, FilterConfig};
-use crate::metrics::AffinityMiss;
+use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
+use alternator_routing::dynamodb::{self, AffinityMode, KeySchemas, NoAffinity, Operation};
+use alternator_routing::plan::RoutingTable;
+use alternator_routing::scope::{Scope, ScopePolicy};
+use alternator_routing::snapshot::NodeSnapshot;
+
+use crate::config::{AffinityModeConfig, FilterConfig, Policy};
+use crate::metrics::{AffinityMiss, RoutedBy};
 use crate::worker::Worker;
 
+/// What the filter does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Routed(&'static str),
+    /// The routing header holds the plan made by this policy.
+    Routed(RoutedBy),
+    /// No node of the scope may serve: answer 503.
     NoCandidate,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Learn {
-    CreateTableRequest,
-    DescribeTableResponse,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Operation(u8);
-
-impl Operation {
-    pub fn describes_table(self) -> bool {
-        false
-    }
-    pub fn creates_table(self) -> bool {
-        false
+/// The routing core's affinity mode for a configured mode.
+pub fn affinity_mode(config: &FilterConfig) -> AffinityMode {
+    match config.affinity.mode {
+        AffinityModeConfig::None => AffinityMode::None,
+        AffinityModeConfig::Rmw => AffinityMode::Rmw,
+        AffinityModeConfig::AnyWrite => AffinityMode::AnyWrite,
     }
 }
 
-pub fn classify(target: &[u8]) -> Option<Operation> {
-    target
-        .starts_with(b"DynamoDB_20120810.")
-        .then_some(Operation(0))
+/// The operation named by `X-Amz-Target` (non-UTF-8 is just "other").
+pub fn classify(target: &[u8]) -> Operation {
+    std::str::from_utf8(target).map_or(Operation::Other, Operation::from_target)
 }
 
-pub fn affinity_enabled(config: &FilterConfig) -> bool {
-    config.affinity.mode != AffinityModeConfig::None
+/// Whether this request is routed by key, so its body must be read first.
+pub fn needs_body(op: Operation, config: &FilterConfig) -> bool {
+    dynamodb::needs_body(affinity_mode(config), op)
 }
 
-pub fn needs_body(_op: Operation, _config: &FilterConfig) -> bool {
-    false
+/// Whether the response of this request teaches a table's partition-key name.
+pub fn learns_from_response(op: Operation, config: &FilterConfig) -> bool {
+    dynamodb::learns_key_schema(affinity_mode(config), op)
 }
 
-pub fn affinity_hash(
-    _op: Operation,
-    _body: &[u8],
-    _config: &FilterConfig,
-    _key_name: impl Fn(&str) -> Option<String>,
-) -> Result<i64, AffinityMiss> {
-    Err(AffinityMiss::UnknownTable)
+/// `(table, partition-key name)` from a CreateTable or DescribeTable response body.
+pub fn learned_key(response_body: &[u8]) -> Option<(String, String)> {
+    dynamodb::table_description_key_schema(response_body).map(|t| (t.table, t.hash_key))
 }
 
-pub fn learn_hash_key(_body: &[u8], _from: Learn) -> Option<(String, String)> {
-    None
+/// Configured names first, then names learned by any worker of this Envoy.
+struct Schemas<'a> {
+    configured: &'a BTreeMap<String, String>,
+    learned: &'a BTreeMap<String, String>,
 }
 
+impl KeySchemas for Schemas<'_> {
+    fn hash_key(&self, table: &str) -> Option<&str> {
+        self.configured
+            .get(table)
+            .or_else(|| self.learned.get(table))
+            .map(String::as_str)
+    }
+}
+
+/// What a request is routed by: `Ok(None)` when it does not qualify for affinity (ordinary
+/// traffic), `Err` when it qualifies but cannot be routed by key.
+pub fn affinity_target(
+    op: Operation,
+    body: &[u8],
+    worker: &Worker,
+) -> Result<Option<AffinityTarget>, AffinityMiss> {
+    let learned = worker.learned_keys();
+    let schemas = Schemas {
+        configured: &worker.config.affinity.tables,
+        learned: &learned,
+    };
+    match dynamodb::affinity_keys(affinity_mode(&worker.config), op, body, &schemas) {
+        Ok(keys) => Ok(Some(AffinityTarget::from_keys(&keys))),
+        Err(NoAffinity::NotEligible) => Ok(None),
+        Err(e) => Err(miss(e)),
+    }
+}
+
+fn miss(reason: NoAffinity) -> AffinityMiss {
+    match reason {
+        NoAffinity::MalformedBody | NoAffinity::MalformedKeyValue => AffinityMiss::BadBody,
+        NoAffinity::UnknownTable => AffinityMiss::UnknownTable,
+        NoAffinity::UnsupportedKeyType => AffinityMiss::UnsupportedKey,
+        _ => AffinityMiss::NoKey,
+    }
+}
+
+/// The scope policy the configuration asks for.
+pub fn scope_policy(config: &FilterConfig) -> Result<ScopePolicy, String> {
+    let scope = Scope::from_names(
+        config.scope.datacenter.as_deref(),
+        config.scope.rack.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(ScopePolicy {
+        scope,
+        mode: config.scope.mode,
+    })
+}
+
+/// One snapshot, split into the configured scope's tiers, plus a scratch plan buffer.
 #[derive(Debug)]
 pub struct RoutingView {
-    snapshot: NodeSnapshot,
-    eligible: Vec<usize>,
+    table: RoutingTable,
+    plan: RefCell<Vec<usize>>,
+    scratch: RefCell<AffinityScratch>,
 }
 
 impl RoutingView {
-    pub fn build(bytes: &[u8], _config: &FilterConfig) -> Result<Self, String> {
+    pub fn build(bytes: &[u8], config: &FilterConfig) -> Result<Self, String> {
         let snapshot = NodeSnapshot::from_json(bytes).map_err(|e| e.to_string())?;
-        let eligible = snapshot
-            .nodes()
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.health == HealthState::Active)
-            .map(|(i, _)| i)
-            .collect();
-        Ok(RoutingView { snapshot, eligible })
+        let table = RoutingTable::new(snapshot, scope_policy(config)?);
+        Ok(RoutingView {
+            table,
+            plan: RefCell::new(Vec::with_capacity(config.candidates())),
+            scratch: RefCell::new(AffinityScratch::default()),
+        })
     }
 
     pub fn version(&self) -> u64 {
-        self.snapshot.version()
+        self.table.snapshot().version()
     }
 
     pub fn node_count(&self) -> usize {
-        self.snapshot.nodes().len()
+        self.table.snapshot().nodes().len()
     }
 
+    /// Round robin or random over the scope, by configuration.
     pub fn ordinary(&self, worker: &Worker, out: &mut String) -> Decision {
+        let config = &worker.config;
+        let health = self.table.published_health();
+        let mut plan = self.plan.borrow_mut();
+        let label = match config.policy {
+            Policy::RoundRobin => {
+                self.table.round_robin(
+                    worker.next_round_robin(),
+                    health,
+                    config.candidates(),
+                    &mut plan,
+                );
+                RoutedBy::RoundRobin
+            }
+            Policy::Random => {
+                self.table
+                    .random(worker.next_random(), health, config.candidates(), &mut plan);
+                RoutedBy::Random
+            }
+        };
+        self.write(&plan, out, label)
+    }
+
+    /// The key's (or the batch vote's) affinity plan over the scope.
+    pub fn affine(&self, target: &AffinityTarget, k: usize, out: &mut String) -> Decision {
+        let mut plan = self.plan.borrow_mut();
+        let mut scratch = self.scratch.borrow_mut();
+        affinity::plan(
+            &self.table,
+            target,
+            self.table.published_health(),
+            k,
+            &mut plan,
+            &mut scratch,
+        );
+        self.write(&plan, out, RoutedBy::Affinity)
+    }
+
+    fn write(&self, plan: &[usize], out: &mut String, label: RoutedBy) -> Decision {
         out.clear();
-        let n = self.eligible.len();
-        if n == 0 {
+        if plan.is_empty() {
             return Decision::NoCandidate;
         }
-        let start = (worker.next_round_robin() % n as u64) as usize;
-        for i in 0..worker.config.candidates().min(n) {
-            if i > 0 {
-                out.push(',');
-            }
-            let node = &self.snapshot.nodes()[self.eligible[(start + i) % n]];
-            push_host_port(out, node.address, self.snapshot.port());
-        }
-        Decision::Routed("round_robin")
-    }
-
-    pub fn affine(&self, _hash: i64, _k: usize, out: &mut String) -> Decision {
-        out.clear();
-        Decision::NoCandidate
+        self.table.push_override_hosts(plan, out);
+        Decision::Routed(label)
     }
 }

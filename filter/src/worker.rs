@@ -4,7 +4,7 @@
 //! inside is immutable for the life of this value: a new plugin configuration builds a new
 //! `Worker`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -99,22 +99,15 @@ impl Worker {
         }
     }
 
-    /// The partition-key name of `table`: configured, else learned by any worker of this Envoy.
-    pub fn hash_key_name(&self, table: &str) -> Option<String> {
-        if let Some(k) = self.config.affinity.tables.get(table) {
-            return Some(k.clone());
+    /// Partition-key names learned by any worker of this Envoy, refreshed when they changed.
+    pub fn learned_keys(&self) -> Ref<'_, BTreeMap<String, String>> {
+        let (_, cas) = host::shared_get(shared::LEARNED_KEYS);
+        if cas.is_some() && cas != self.learned_cas.get() {
+            let (map, cas) = shared::learned_keys();
+            *self.learned.borrow_mut() = map;
+            self.learned_cas.set(cas);
         }
-        if let Some(k) = self.learned.borrow().get(table) {
-            return Some(k.clone());
-        }
-        let (map, cas) = shared::learned_keys();
-        if cas == self.learned_cas.get() && cas.is_some() {
-            return None;
-        }
-        let found = map.get(table).cloned();
-        *self.learned.borrow_mut() = map;
-        self.learned_cas.set(cas);
-        found
+        self.learned.borrow()
     }
 
     /// Records a partition-key name seen in a CreateTable request or DescribeTable response.
