@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 
 use crate::dynamodb::AffinityKeys;
-use crate::gorand::{seeded_first, seeded_order};
+use crate::gorand::{seeded_first, seeded_order, SeededPicks};
 use crate::plan::{append_selected, RoutingTable};
 use crate::snapshot::HealthState;
 
@@ -45,6 +45,7 @@ impl AffinityTarget {
 pub struct AffinityScratch {
     order: Vec<usize>,
     votes: Vec<u32>,
+    quarantined: Vec<usize>,
 }
 
 /// Writes into `out` the health-agnostic affinity order over a ring of `n` canonically ordered
@@ -107,10 +108,56 @@ pub fn plan(
         if tier.is_empty() {
             continue;
         }
-        affinity_order(target, tier.len(), &mut order, scratch);
-        append_selected(order.iter().map(|&p| tier[p]), health, k, out);
+        match target {
+            // A single key needs only as many picks as it takes to find k eligible nodes.
+            AffinityTarget::Key(hash) => {
+                let picks = SeededPicks::new(*hash, tier.len(), &mut order);
+                select_streaming(
+                    picks.map(|p| tier[p]),
+                    health,
+                    k,
+                    out,
+                    &mut scratch.quarantined,
+                );
+            }
+            AffinityTarget::Batch(_) => {
+                affinity_order(target, tier.len(), &mut order, scratch);
+                append_selected(order.iter().map(|&p| tier[p]), health, k, out);
+            }
+        }
     }
     scratch.order = order;
+}
+
+/// [`append_selected`] over a lazily produced base order, drawing only as much of it as
+/// needed: `ACTIVE` nodes are taken as they come and the plan is done at `k` of them;
+/// `QUARANTINED` ones wait in `quarantined` (scratch) until the order is exhausted.
+fn select_streaming(
+    base_order: impl Iterator<Item = usize>,
+    health: &[HealthState],
+    k: usize,
+    out: &mut Vec<usize>,
+    quarantined: &mut Vec<usize>,
+) {
+    quarantined.clear();
+    for index in base_order {
+        if out.len() >= k {
+            return;
+        }
+        match health.get(index) {
+            Some(HealthState::Active) if !out.contains(&index) => out.push(index),
+            Some(HealthState::Quarantined) => quarantined.push(index),
+            _ => {}
+        }
+    }
+    for &index in quarantined.iter() {
+        if out.len() >= k {
+            return;
+        }
+        if !out.contains(&index) {
+            out.push(index);
+        }
+    }
 }
 
 #[cfg(test)]

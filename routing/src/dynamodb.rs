@@ -593,7 +593,7 @@ impl<'a> RequestFields<'a> {
 /// `Value` (removing elements from a set); `PUT` and a bare `DELETE` do not.
 fn legacy_update_reads(span: &[u8]) -> bool {
     let mut found = false;
-    let mut s = json::Scanner::new(span);
+    let mut s = json::Scanner::trusted(span);
     let scanned = s.object(|s, _attribute| {
         if s.peek() != Some(b'{') {
             return s.skip_value();
@@ -624,17 +624,10 @@ fn legacy_update_reads(span: &[u8]) -> bool {
 
 /// Finds attribute `key_name` in an attribute map (`Item` or `Key`) and reads its value.
 fn key_value_in<'a>(attributes: &'a [u8], key_name: &str) -> Result<TypedKey<'a>, NoAffinity> {
-    let mut s = json::Scanner::new(attributes);
-    let mut value: Option<&'a [u8]> = None;
-    s.object(|s, name| {
-        if value.is_none() && name.eq_str(key_name) {
-            value = Some(s.value_span()?);
-            Ok(())
-        } else {
-            s.skip_value()
-        }
-    })
-    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
+    // The span was validated when the whole body was read, so stop at the key.
+    let value = json::Scanner::trusted(attributes)
+        .find_member(key_name)
+        .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
     attribute_value(value.ok_or(NoAffinity::MissingKey)?)
 }
 
@@ -643,7 +636,7 @@ type TypedKey<'a> = (KeyType, Cow<'a, [u8]>);
 
 /// Reads a DynamoDB `AttributeValue` (`{"S": "..."}`) usable as an affinity key.
 fn attribute_value(span: &[u8]) -> Result<TypedKey<'_>, NoAffinity> {
-    let mut s = json::Scanner::new(span);
+    let mut s = json::Scanner::trusted(span);
     if s.peek() != Some(b'{') {
         return Err(NoAffinity::MalformedKeyValue);
     }
@@ -722,7 +715,7 @@ fn batch_keys_in<'a>(
         skipped += 1;
         first_skip.get_or_insert(reason);
     };
-    let mut s = json::Scanner::new(request_items);
+    let mut s = json::Scanner::trusted(request_items);
     s.object(|s, table| {
         let table = table.text();
         let key_name = table.as_deref().and_then(|t| schemas.hash_key(t));
@@ -909,6 +902,7 @@ mod json {
         input: &'a [u8],
         pos: usize,
         depth: u32,
+        trusted: bool,
     }
 
     impl<'a> Scanner<'a> {
@@ -917,6 +911,17 @@ mod json {
                 input,
                 pos: 0,
                 depth: 0,
+                trusted: false,
+            }
+        }
+
+        /// A scanner over a span that an earlier (validating) pass already accepted: values
+        /// it skips are stepped over by counting brackets, without validating them again.
+        /// On any other input it still never panics; it just reads garbage as garbage.
+        pub(super) fn trusted(input: &'a [u8]) -> Self {
+            Scanner {
+                trusted: true,
+                ..Scanner::new(input)
             }
         }
 
@@ -1018,7 +1023,13 @@ mod json {
             let start = self.pos;
             let mut escaped = false;
             loop {
-                let b = *self.input.get(self.pos).ok_or(Malformed)?;
+                // Plain bytes are the common case: step over a run of them at once.
+                let run = self.input[self.pos..]
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                    .ok_or(Malformed)?;
+                self.pos += run;
+                let b = self.input[self.pos];
                 match b {
                     b'"' => {
                         let raw = &self.input[start..self.pos];
@@ -1081,8 +1092,34 @@ mod json {
             Ok(&self.input[start..self.pos])
         }
 
-        /// Skips one value of any type, validating its syntax.
+        /// The span of the first member called `name` of the object that starts here, or
+        /// `None` if it has none. Stops reading at that member, so use it only on trusted
+        /// spans (the rest of the object is not checked).
+        pub(super) fn find_member(&mut self, name: &str) -> Result<Option<&'a [u8]>> {
+            self.eat(b'{')?;
+            if self.peek() == Some(b'}') {
+                return Ok(None);
+            }
+            loop {
+                let member = self.string()?;
+                self.eat(b':')?;
+                if member.eq_str(name) {
+                    return self.value_span().map(Some);
+                }
+                self.skip_value()?;
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => return Ok(None),
+                    _ => return Err(Malformed),
+                }
+            }
+        }
+
+        /// Skips one value of any type, validating its syntax unless the scanner is trusted.
         pub(super) fn skip_value(&mut self) -> Result<()> {
+            if self.trusted {
+                return self.skip_trusted();
+            }
             match self.peek().ok_or(Malformed)? {
                 b'{' => self.object(|s, _| s.skip_value()),
                 b'[' => self.array(|s| s.skip_value()),
@@ -1093,6 +1130,61 @@ mod json {
                 b'-' | b'0'..=b'9' => self.number(),
                 _ => Err(Malformed),
             }
+        }
+
+        /// Steps over a value of a validated span: strings are jumped quote to quote,
+        /// containers by bracket depth, scalars up to the next delimiter.
+        fn skip_trusted(&mut self) -> Result<()> {
+            self.skip_ws();
+            let mut depth = 0usize;
+            loop {
+                let Some(&b) = self.input.get(self.pos) else {
+                    // A scalar may end the span; a container or string may not.
+                    return if depth == 0 { Ok(()) } else { Err(Malformed) };
+                };
+                match b {
+                    b'"' => {
+                        self.pos += 1;
+                        self.skip_string_body_trusted()?;
+                        if depth == 0 {
+                            return Ok(());
+                        }
+                    }
+                    b'{' | b'[' => {
+                        depth += 1;
+                        self.pos += 1;
+                    }
+                    b'}' | b']' => {
+                        if depth == 0 {
+                            // The end of the enclosing container: a scalar ended here.
+                            return Ok(());
+                        }
+                        depth -= 1;
+                        self.pos += 1;
+                        if depth == 0 {
+                            return Ok(());
+                        }
+                    }
+                    b',' if depth == 0 => return Ok(()),
+                    _ => self.pos += 1,
+                }
+            }
+        }
+
+        fn skip_string_body_trusted(&mut self) -> Result<()> {
+            let rest = self.input.get(self.pos..).ok_or(Malformed)?;
+            let mut i = 0;
+            while let Some(&b) = rest.get(i) {
+                match b {
+                    b'"' => {
+                        self.pos += i + 1;
+                        return Ok(());
+                    }
+                    b'\\' => i += 2,
+                    _ => i += 1,
+                }
+            }
+            Err(Malformed)
         }
 
         fn literal(&mut self, word: &[u8]) -> Result<()> {

@@ -258,6 +258,7 @@ impl GoRand {
 /// Output `t` (from 1) adds words `334 - t` and `607 - t`. Up to `t = 273` neither has been
 /// overwritten yet, so both are initial words computed on demand; later outputs switch to a
 /// fully seeded generator advanced to the same position.
+#[derive(Debug)]
 struct FreshStream {
     x0: u64,
     drawn: usize,
@@ -319,6 +320,53 @@ pub fn seeded_order(seed: i64, n: usize, out: &mut Vec<usize>) {
     }
     out.reverse();
 }
+
+/// The seeded plan over `n` candidates as a lazy sequence of picks (indices into the sorted
+/// candidate list): the same order as [`seeded_order`], produced one draw at a time, so a
+/// caller that needs only the first few eligible candidates stops early. `pool` is scratch
+/// space, overwritten.
+#[derive(Debug)]
+pub struct SeededPicks<'a> {
+    stream: FreshStream,
+    pool: &'a mut Vec<usize>,
+    remaining: usize,
+}
+
+impl<'a> SeededPicks<'a> {
+    /// The picks of the seeded plan of `seed` over `n` candidates.
+    pub fn new(seed: i64, n: usize, pool: &'a mut Vec<usize>) -> Self {
+        pool.clear();
+        pool.extend(0..n);
+        SeededPicks {
+            stream: FreshStream::new(seed),
+            pool,
+            remaining: n,
+        }
+    }
+}
+
+impl Iterator for SeededPicks<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        // Same pool discipline as seeded_order: the pick is swapped to the pool's end.
+        let last = self.remaining.checked_sub(1)?;
+        let pick = if last == 0 {
+            0
+        } else {
+            draw_index(&mut self.stream, self.remaining)
+        };
+        self.pool.swap(pick, last);
+        self.remaining = last;
+        self.pool.get(last).copied()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for SeededPicks<'_> {}
 
 /// The first choice of the seeded plan over `n` candidates, without building the whole order
 /// (batch voting needs only this). `None` when `n == 0`.
@@ -603,6 +651,19 @@ mod tests {
         assert_eq!(out, vec![0]);
         assert_eq!(seeded_first(42, 0), None);
         assert_eq!(seeded_first(42, 1), Some(0));
+    }
+
+    #[test]
+    fn seeded_picks_yield_the_seeded_order_lazily() {
+        let mut order = Vec::new();
+        let mut pool = Vec::new();
+        for seed in SEEDS {
+            for n in [0, 1, 2, 5, 12, 100, 300] {
+                seeded_order(seed, n, &mut order);
+                let picks: Vec<usize> = SeededPicks::new(seed, n, &mut pool).collect();
+                assert_eq!(picks, order, "seed {seed} n {n}");
+            }
+        }
     }
 
     #[test]

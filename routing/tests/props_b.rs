@@ -11,7 +11,7 @@ use alternator_routing::dynamodb::{
 use alternator_routing::endpoint::Scheme;
 use alternator_routing::gorand::{seeded_first, seeded_order, GoRand};
 use alternator_routing::hash::{affinity_hash, KeyType};
-use alternator_routing::plan::RoutingTable;
+use alternator_routing::plan::{select, RoutingTable};
 use alternator_routing::scope::ScopePolicy;
 use alternator_routing::snapshot::{HealthState, Node, NodeSnapshot};
 use proptest::prelude::*;
@@ -250,5 +250,30 @@ proptest! {
             .flat_map(|wanted| base.iter().copied().filter(|&i| health[i] == *wanted).collect::<Vec<_>>())
             .collect();
         prop_assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn affinity_plans_equal_plan_select_over_the_full_order(
+        health in prop::collection::vec(health_state(), 1..60),
+        hash in any::<i64>(),
+        votes in prop::collection::vec(any::<i64>(), 1..6),
+        k in 0usize..8,
+    ) {
+        // The single-key plan stops drawing early; it must still be exactly what the crate's
+        // final selection makes of the complete affinity order.
+        let n = health.len();
+        let table = cluster(n);
+        let ring: Vec<usize> = table.tiers().next().expect("cluster tier").to_vec();
+        let mut scratch = AffinityScratch::default();
+        for target in [AffinityTarget::Key(hash), AffinityTarget::Batch(votes.clone())] {
+            let mut positions = Vec::new();
+            affinity_order(&target, n, &mut positions, &mut scratch);
+            let order: Vec<usize> = positions.iter().map(|&p| ring[p]).collect();
+            let mut expected = Vec::new();
+            select(&order, &health, k, &mut expected);
+            let mut out = Vec::new();
+            plan(&table, &target, &health, k, &mut out, &mut scratch);
+            prop_assert_eq!(out, expected);
+        }
     }
 }
