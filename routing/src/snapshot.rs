@@ -24,7 +24,11 @@ use crate::endpoint::{Endpoint, Scheme};
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Routing classification of a node (the "Node health" spec's three states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Reading is lenient on purpose: a health name this version does not know (a newer agent
+/// may add states) reads as `Quarantined` — still routable, but only after every active
+/// node — rather than failing the whole snapshot and leaving an older filter without nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthState {
     /// Eligible for ordinary traffic.
@@ -48,6 +52,17 @@ impl HealthState {
     /// Whether a plan may contain a node in this state at all.
     pub fn is_eligible(self) -> bool {
         self != HealthState::Down
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(match name.as_ref() {
+            "active" => HealthState::Active,
+            "down" => HealthState::Down,
+            _ => HealthState::Quarantined,
+        })
     }
 }
 
@@ -312,7 +327,6 @@ mod tests {
             br#"{"format":1,"version":1,"scheme":"http","port":0,"nodes":[]}"#,
             br#"{"format":1,"version":1,"scheme":"ftp","port":1,"nodes":[]}"#,
             br#"{"format":1,"version":1,"scheme":"http","port":1,"nodes":[{"address":"x","health":"active"}]}"#,
-            br#"{"format":1,"version":1,"scheme":"http","port":1,"nodes":[{"address":"1.2.3.4","health":"sick"}]}"#,
             br#"{"version":1,"scheme":"http","port":1,"nodes":[]}"#,
         ] {
             assert!(NodeSnapshot::from_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
@@ -338,5 +352,17 @@ mod tests {
             vec![node("10.0.0.1", "d", "r", HealthState::Down)],
         );
         assert!(!a.content_equal(&c));
+    }
+
+    #[test]
+    fn unknown_health_names_read_as_quarantined() {
+        let snap = NodeSnapshot::from_json(
+            br#"{"format":1,"version":1,"scheme":"http","port":8000,"nodes":[
+                {"address":"10.0.0.1","health":"draining","future_field":true},
+                {"address":"10.0.0.2","health":"active"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(snap.nodes()[0].health, HealthState::Quarantined);
+        assert_eq!(snap.nodes()[1].health, HealthState::Active);
     }
 }
