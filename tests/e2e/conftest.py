@@ -6,7 +6,9 @@ a finalizer, also when the test fails. Conditions are polled with `eventually`, 
 import http.client
 import json
 import pathlib
+import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -16,7 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from harness.agent import Agent  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
-from harness.util import OwnedProcess, eventually, free_port_on_all, release_binary  # noqa: E402
+from harness.util import ROOT, OwnedProcess, eventually, free_port_on_all, release_binary, target_dir  # noqa: E402
 
 TARGET_PREFIX = "DynamoDB_20120810."
 
@@ -132,6 +134,29 @@ def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0):
                 and stats.get("wasmcustom.alternator_snapshot_nodes") == nodes)
 
     eventually(ready, timeout=timeout, message=f"envoy routes over {nodes} nodes")
+
+
+@pytest.fixture(scope="session")
+def affinity_oracle():
+    """The routing core's own prediction (filter/examples/affinity_oracle.rs), built natively."""
+    binary = target_dir() / "release" / "examples" / "affinity_oracle"
+    if not binary.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "alternator-filter", "--example", "affinity_oracle"],
+                       cwd=ROOT, check=True, timeout=900)
+
+    def predict(snapshot: dict, mode: str, tables: dict, requests) -> list:
+        """First node (`ip`) of each `(operation, body_text)`'s affinity plan, or None."""
+        path = pathlib.Path(tempfile.mkstemp(suffix=".json")[1])
+        try:
+            path.write_text(json.dumps(snapshot))
+            lines = "".join(f"{op} {body}\n" for op, body in requests)
+            out = subprocess.run([str(binary), str(path), mode] + [f"{t}={k}" for t, k in tables.items()],
+                                 input=lines, capture_output=True, text=True, check=True, timeout=60)
+        finally:
+            path.unlink()
+        return [None if line == "-" else line.rsplit(":", 1)[0] for line in out.stdout.splitlines()]
+
+    return predict
 
 
 def wait_synced(envoy: Envoy, agent: Agent, timeout: float = 30.0):

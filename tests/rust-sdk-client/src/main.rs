@@ -35,22 +35,53 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
     }
 }
 
+/// Turns an SDK error into one line naming the operation.
+fn err<E, R>(op: &'static str) -> impl Fn(aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| {
+        format!(
+            "{op} failed: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(e)
+        )
+    }
+}
+
 async fn run(client: &Client, table: &str) -> Outcome {
-    let err = |op: &str| move |e: aws_sdk_dynamodb::error::SdkError<_, _>| -> String {
-        format!("{op} failed: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-    };
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().map_err(|e| e.to_string())?,
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| e.to_string())?,
         )
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().map_err(|e| e.to_string())?,
+            AttributeDefinition::builder()
+                .attribute_name("sk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| e.to_string())?,
         )
-        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().map_err(|e| e.to_string())?)
-        .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().map_err(|e| e.to_string())?)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sk")
+                .key_type(KeyType::Range)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
         .send()
         .await
         .map_err(err("CreateTable"))?;
@@ -67,8 +98,18 @@ async fn run(client: &Client, table: &str) -> Outcome {
             .map_err(err("PutItem"))?;
     }
 
-    let got = client.get_item().table_name(table).set_key(Some(key("user-1", "item-1"))).consistent_read(true).send().await.map_err(err("GetItem"))?;
-    check(got.item().and_then(|i| i.get("n")) == Some(&AttributeValue::N("1".into())), "GetItem item-1 n=1")?;
+    let got = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("user-1", "item-1")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(err("GetItem"))?;
+    check(
+        got.item().and_then(|i| i.get("n")) == Some(&AttributeValue::N("1".into())),
+        "GetItem item-1 n=1",
+    )?;
 
     client
         .update_item()
@@ -92,10 +133,15 @@ async fn run(client: &Client, table: &str) -> Outcome {
         .send()
         .await;
     let condition_failed = match refused {
-        Err(e) => e.into_service_error().is_conditional_check_failed_exception(),
+        Err(e) => e
+            .into_service_error()
+            .is_conditional_check_failed_exception(),
         Ok(_) => false,
     };
-    check(condition_failed, "a failed condition answers ConditionalCheckFailedException")?;
+    check(
+        condition_failed,
+        "a failed condition answers ConditionalCheckFailedException",
+    )?;
 
     let q = client
         .query()
@@ -117,8 +163,16 @@ async fn run(client: &Client, table: &str) -> Outcome {
             Ok(WriteRequest::builder().put_request(put).build())
         })
         .collect::<Result<_, String>>()?;
-    let bw = client.batch_write_item().request_items(table, writes).send().await.map_err(err("BatchWriteItem"))?;
-    check(bw.unprocessed_items().map_or(true, |u| u.is_empty()), "BatchWriteItem processes everything")?;
+    let bw = client
+        .batch_write_item()
+        .request_items(table, writes)
+        .send()
+        .await
+        .map_err(err("BatchWriteItem"))?;
+    check(
+        bw.unprocessed_items().map_or(true, |u| u.is_empty()),
+        "BatchWriteItem processes everything",
+    )?;
 
     let keys = KeysAndAttributes::builder()
         .keys(key("batch-0", "x"))
@@ -126,15 +180,41 @@ async fn run(client: &Client, table: &str) -> Outcome {
         .consistent_read(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let bg = client.batch_get_item().request_items(table, keys).send().await.map_err(err("BatchGetItem"))?;
-    let found = bg.responses().and_then(|r| r.get(table)).map_or(0, |items| items.len());
+    let bg = client
+        .batch_get_item()
+        .request_items(table, keys)
+        .send()
+        .await
+        .map_err(err("BatchGetItem"))?;
+    let found = bg
+        .responses()
+        .and_then(|r| r.get(table))
+        .map_or(0, |items| items.len());
     check(found == 2, "BatchGetItem finds both items")?;
 
-    client.delete_item().table_name(table).set_key(Some(key("user-1", "item-0"))).send().await.map_err(err("DeleteItem"))?;
-    let gone = client.get_item().table_name(table).set_key(Some(key("user-1", "item-0"))).consistent_read(true).send().await.map_err(err("GetItem"))?;
+    client
+        .delete_item()
+        .table_name(table)
+        .set_key(Some(key("user-1", "item-0")))
+        .send()
+        .await
+        .map_err(err("DeleteItem"))?;
+    let gone = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("user-1", "item-0")))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(err("GetItem"))?;
     check(gone.item().is_none(), "deleted item is gone")?;
 
-    client.delete_table().table_name(table).send().await.map_err(err("DeleteTable"))?;
+    client
+        .delete_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(err("DeleteTable"))?;
     Ok(serde_json::json!({"client": "aws-sdk-rust", "table": table, "ok": true}))
 }
 
@@ -144,7 +224,10 @@ fn main() -> ExitCode {
         eprintln!("usage: alternator-rust-sdk-client <endpoint-url> <table>");
         return ExitCode::from(2);
     };
-    let (Ok(akid), Ok(secret)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) else {
+    let (Ok(akid), Ok(secret)) = (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) else {
         eprintln!("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
         return ExitCode::from(2);
     };
@@ -156,7 +239,10 @@ fn main() -> ExitCode {
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let client = Client::from_conf(config);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start tokio: {e}");
