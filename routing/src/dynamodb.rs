@@ -329,13 +329,12 @@ pub fn affinity_keys<'a>(
     if !needs_body(mode, op) {
         return Err(NoAffinity::NotEligible);
     }
-    let fields = RequestFields::scan(body)?;
     if op == Operation::BatchWriteItem {
         // needs_body admitted BatchWriteItem only under ANY_WRITE.
-        let span = fields.request_items.ok_or(NoAffinity::NoUsableTarget)?;
-        return batch_keys_in(span, schemas)
+        return batch_write_keys(body, schemas)
             .map(|(keys, skipped)| AffinityKeys::Batch { keys, skipped });
     }
+    let fields = RequestFields::scan(body)?;
     if mode == AffinityMode::Rmw && !fields.reads_before_write(op) {
         return Err(NoAffinity::NotEligible);
     }
@@ -368,9 +367,21 @@ pub fn batch_write_keys<'a>(
     body: &'a [u8],
     schemas: &impl KeySchemas,
 ) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
-    let fields = RequestFields::scan(body)?;
-    let span = fields.request_items.ok_or(NoAffinity::NoUsableTarget)?;
-    batch_keys_in(span, schemas)
+    // One pass: the writes are read where they stand, each item only up to its key.
+    let mut batch = BatchKeys::default();
+    let mut seen = false;
+    let mut s = json::Scanner::lenient(body);
+    s.object(|s, name| {
+        if !seen && *name.bytes() == *b"RequestItems" {
+            seen = true;
+            batch.read_request_items(s, schemas)
+        } else {
+            s.skip_value()
+        }
+    })
+    .and_then(|()| s.finish())
+    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
+    batch.finish()
 }
 
 /// A table and the name of its HASH-key attribute.
@@ -477,7 +488,6 @@ struct RequestFields<'a> {
     table_name: Option<json::Str<'a>>,
     item: Option<&'a [u8]>,
     key: Option<&'a [u8]>,
-    request_items: Option<&'a [u8]>,
     attribute_updates: Option<&'a [u8]>,
     condition_expression: bool,
     expected: bool,
@@ -491,7 +501,7 @@ impl<'a> RequestFields<'a> {
     fn scan(body: &'a [u8]) -> Result<Self, NoAffinity> {
         let mut f = RequestFields::default();
         let mut seen_return_values = false;
-        let mut s = json::Scanner::new(body);
+        let mut s = json::Scanner::lenient(body);
         let result = s.object(|s, name| {
             match &*name.bytes() {
                 b"TableName" if f.table_name.is_none() => {
@@ -499,9 +509,6 @@ impl<'a> RequestFields<'a> {
                 }
                 b"Item" if f.item.is_none() => f.item = Some(s.value_span()?),
                 b"Key" if f.key.is_none() => f.key = Some(s.value_span()?),
-                b"RequestItems" if f.request_items.is_none() => {
-                    f.request_items = Some(s.value_span()?);
-                }
                 b"AttributeUpdates" if f.attribute_updates.is_none() => {
                     f.attribute_updates = Some(s.value_span()?);
                 }
@@ -593,7 +600,7 @@ impl<'a> RequestFields<'a> {
 /// `Value` (removing elements from a set); `PUT` and a bare `DELETE` do not.
 fn legacy_update_reads(span: &[u8]) -> bool {
     let mut found = false;
-    let mut s = json::Scanner::trusted(span);
+    let mut s = json::Scanner::lenient(span);
     let scanned = s.object(|s, _attribute| {
         if s.peek() != Some(b'{') {
             return s.skip_value();
@@ -624,8 +631,8 @@ fn legacy_update_reads(span: &[u8]) -> bool {
 
 /// Finds attribute `key_name` in an attribute map (`Item` or `Key`) and reads its value.
 fn key_value_in<'a>(attributes: &'a [u8], key_name: &str) -> Result<TypedKey<'a>, NoAffinity> {
-    // The span was validated when the whole body was read, so stop at the key.
-    let value = json::Scanner::trusted(attributes)
+    // Stop at the key: what follows in the map does not matter for routing.
+    let value = json::Scanner::lenient(attributes)
         .find_member(key_name)
         .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
     attribute_value(value.ok_or(NoAffinity::MissingKey)?)
@@ -636,7 +643,7 @@ type TypedKey<'a> = (KeyType, Cow<'a, [u8]>);
 
 /// Reads a DynamoDB `AttributeValue` (`{"S": "..."}`) usable as an affinity key.
 fn attribute_value(span: &[u8]) -> Result<TypedKey<'_>, NoAffinity> {
-    let mut s = json::Scanner::trusted(span);
+    let mut s = json::Scanner::lenient(span);
     if s.peek() != Some(b'{') {
         return Err(NoAffinity::MalformedKeyValue);
     }
@@ -703,66 +710,86 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_allow_trailing_bits(true),
 );
 
-/// Walks `RequestItems` (`{"table": [{"PutRequest": {"Item": {...}}}, ...]}`).
-fn batch_keys_in<'a>(
-    request_items: &'a [u8],
-    schemas: &impl KeySchemas,
-) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
-    let mut keys: Vec<PartitionKey<'a>> = Vec::new();
-    let mut skipped = 0usize;
-    let mut first_skip: Option<NoAffinity> = None;
-    let mut skip = |reason: NoAffinity| {
-        skipped += 1;
-        first_skip.get_or_insert(reason);
-    };
-    let mut s = json::Scanner::trusted(request_items);
-    s.object(|s, table| {
-        let table = table.text();
-        let key_name = table.as_deref().and_then(|t| schemas.hash_key(t));
-        if s.peek() != Some(b'[') {
-            skip(NoAffinity::MalformedBody);
-            return s.skip_value();
-        }
-        s.array(|s| {
-            let Some(write) = write_request(s)? else {
-                skip(NoAffinity::MalformedBody);
-                return Ok(());
-            };
-            let (Some(table), Some(key_name)) = (&table, key_name) else {
-                skip(if table.is_some() {
-                    NoAffinity::UnknownTable
-                } else {
-                    NoAffinity::MissingTableName
-                });
-                return Ok(());
-            };
-            match key_value_in(write, key_name) {
-                Ok((key_type, value)) => keys.push(PartitionKey {
-                    table: table.clone(),
-                    key_type,
-                    value,
-                }),
-                Err(reason) => skip(reason),
-            }
-            Ok(())
-        })
-    })
-    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
-    if keys.is_empty() {
-        return Err(first_skip.unwrap_or(NoAffinity::NoUsableTarget));
-    }
-    Ok((keys, skipped))
+/// The keys of a `BatchWriteItem`, collected while its `RequestItems` are read.
+#[derive(Debug, Default)]
+struct BatchKeys<'a> {
+    keys: Vec<PartitionKey<'a>>,
+    skipped: usize,
+    first_skip: Option<NoAffinity>,
 }
 
-/// One `WriteRequest`: the span of its `PutRequest.Item` or `DeleteRequest.Key`, or `None`
-/// when it does not have exactly one of the two shapes with an attribute map inside.
-fn write_request<'a>(s: &mut json::Scanner<'a>) -> Result<Option<&'a [u8]>, json::Malformed> {
+impl<'a> BatchKeys<'a> {
+    fn skip(&mut self, reason: NoAffinity) {
+        self.skipped += 1;
+        self.first_skip.get_or_insert(reason);
+    }
+
+    /// Reads `RequestItems` (`{"table": [{"PutRequest": {"Item": {...}}}, ...]}`).
+    fn read_request_items(
+        &mut self,
+        s: &mut json::Scanner<'a>,
+        schemas: &impl KeySchemas,
+    ) -> json::Result<()> {
+        s.object(|s, table| {
+            let table = table.text();
+            let key_name = table.as_deref().and_then(|t| schemas.hash_key(t));
+            if s.peek() != Some(b'[') {
+                self.skip(NoAffinity::MalformedBody);
+                return s.skip_value();
+            }
+            s.array(|s| {
+                let Some(value) = write_request_key(s, key_name)? else {
+                    self.skip(NoAffinity::MalformedBody);
+                    return Ok(());
+                };
+                let Some(table) = &table else {
+                    self.skip(NoAffinity::MissingTableName);
+                    return Ok(());
+                };
+                if key_name.is_none() {
+                    self.skip(NoAffinity::UnknownTable);
+                    return Ok(());
+                }
+                match value
+                    .ok_or(NoAffinity::MissingKey)
+                    .and_then(attribute_value)
+                {
+                    Ok((key_type, value)) => self.keys.push(PartitionKey {
+                        table: table.clone(),
+                        key_type,
+                        value,
+                    }),
+                    Err(reason) => self.skip(reason),
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn finish(self) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
+        if self.keys.is_empty() {
+            return Err(self.first_skip.unwrap_or(NoAffinity::NoUsableTarget));
+        }
+        Ok((self.keys, self.skipped))
+    }
+}
+
+/// Reads one `WriteRequest`. `None` when it does not have exactly one of the `PutRequest`
+/// and `DeleteRequest` shapes with an attribute map (`Item`, `Key`) inside; otherwise the span
+/// of the `key_name` attribute's value, if the map has one (always `None` when the key name
+/// is unknown). Attributes other than the key are stepped over, not read.
+#[allow(clippy::option_option)]
+fn write_request_key<'a>(
+    s: &mut json::Scanner<'a>,
+    key_name: Option<&str>,
+) -> json::Result<Option<Option<&'a [u8]>>> {
     if s.peek() != Some(b'{') {
         s.skip_value()?;
         return Ok(None);
     }
     let mut shapes = 0usize;
-    let mut attributes: Option<&'a [u8]> = None;
+    let mut has_map = false;
+    let mut value: Option<&'a [u8]> = None;
     s.object(|s, shape| {
         let field: &[u8] = match &*shape.bytes() {
             b"PutRequest" => b"Item",
@@ -774,18 +801,31 @@ fn write_request<'a>(s: &mut json::Scanner<'a>) -> Result<Option<&'a [u8]>, json
             return s.skip_value();
         }
         s.object(|s, name| {
-            if attributes.is_none() && *name.bytes() == *field && s.peek() == Some(b'{') {
-                attributes = Some(s.value_span()?);
-                Ok(())
-            } else {
-                s.skip_value()
+            if has_map || *name.bytes() != *field || s.peek() != Some(b'{') {
+                return s.skip_value();
             }
+            has_map = true;
+            s.object(|s, attribute| {
+                if value.is_none() && key_name.is_some_and(|k| attribute.eq_str(k)) {
+                    value = Some(s.value_span()?);
+                    Ok(())
+                } else {
+                    s.skip_value()
+                }
+            })
         })
     })?;
-    Ok(if shapes == 1 { attributes } else { None })
+    Ok((shapes == 1 && has_map).then_some(value))
 }
 
-/// A minimal JSON reader that validates what it steps over but builds nothing.
+/// A minimal JSON reader that builds nothing.
+///
+/// Two modes. A *validating* scanner checks every byte it passes (used for key-schema
+/// documents, which are rare and feed a cache). A *lenient* scanner, used on the request path,
+/// checks the structure it walks through and every string it returns, but steps over the
+/// values it does not need by counting quotes and brackets: for valid JSON that finds exactly
+/// the same value boundaries, and an error hidden inside a skipped value is the service's to
+/// report, not routing's. Neither mode recurses more than [`MAX_DEPTH`] levels or panics.
 mod json {
     use std::borrow::Cow;
 
@@ -898,11 +938,46 @@ mod json {
         })
     }
 
+    /// How [`Scanner::skip_lenient`] treats a byte.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Class {
+        Plain,
+        Quote,
+        Open,
+        Close,
+        Comma,
+    }
+
+    const LENIENT_CLASS: [Class; 256] = {
+        let mut table = [Class::Plain; 256];
+        table[b'"' as usize] = Class::Quote;
+        table[b'{' as usize] = Class::Open;
+        table[b'[' as usize] = Class::Open;
+        table[b'}' as usize] = Class::Close;
+        table[b']' as usize] = Class::Close;
+        table[b',' as usize] = Class::Comma;
+        table
+    };
+
+    /// The index just past the closing quote of a string whose body starts at `start`,
+    /// honouring backslash escapes; `None` if the input ends first.
+    #[inline]
+    fn string_end(input: &[u8], start: usize) -> Option<usize> {
+        let mut i = start;
+        loop {
+            match *input.get(i)? {
+                b'"' => return Some(i + 1),
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+    }
+
     pub(super) struct Scanner<'a> {
         input: &'a [u8],
         pos: usize,
         depth: u32,
-        trusted: bool,
+        lenient: bool,
     }
 
     impl<'a> Scanner<'a> {
@@ -911,16 +986,14 @@ mod json {
                 input,
                 pos: 0,
                 depth: 0,
-                trusted: false,
+                lenient: false,
             }
         }
 
-        /// A scanner over a span that an earlier (validating) pass already accepted: values
-        /// it skips are stepped over by counting brackets, without validating them again.
-        /// On any other input it still never panics; it just reads garbage as garbage.
-        pub(super) fn trusted(input: &'a [u8]) -> Self {
+        /// A lenient scanner: values it skips are stepped over, not validated.
+        pub(super) fn lenient(input: &'a [u8]) -> Self {
             Scanner {
-                trusted: true,
+                lenient: true,
                 ..Scanner::new(input)
             }
         }
@@ -1084,7 +1157,7 @@ mod json {
             Ok(members > 0)
         }
 
-        /// Skips a value, returning its exact bytes (validated).
+        /// Skips a value, returning its bytes.
         pub(super) fn value_span(&mut self) -> Result<&'a [u8]> {
             self.skip_ws();
             let start = self.pos;
@@ -1093,8 +1166,8 @@ mod json {
         }
 
         /// The span of the first member called `name` of the object that starts here, or
-        /// `None` if it has none. Stops reading at that member, so use it only on trusted
-        /// spans (the rest of the object is not checked).
+        /// `None` if it has none. Stops reading at that member: the rest of the object is not
+        /// looked at.
         pub(super) fn find_member(&mut self, name: &str) -> Result<Option<&'a [u8]>> {
             self.eat(b'{')?;
             if self.peek() == Some(b'}') {
@@ -1115,10 +1188,10 @@ mod json {
             }
         }
 
-        /// Skips one value of any type, validating its syntax unless the scanner is trusted.
+        /// Skips one value of any type, validating its syntax unless the scanner is lenient.
         pub(super) fn skip_value(&mut self) -> Result<()> {
-            if self.trusted {
-                return self.skip_trusted();
+            if self.lenient {
+                return self.skip_lenient();
             }
             match self.peek().ok_or(Malformed)? {
                 b'{' => self.object(|s, _| s.skip_value()),
@@ -1132,59 +1205,55 @@ mod json {
             }
         }
 
-        /// Steps over a value of a validated span: strings are jumped quote to quote,
-        /// containers by bracket depth, scalars up to the next delimiter.
-        fn skip_trusted(&mut self) -> Result<()> {
+        /// Steps over a value without validating it: strings are jumped quote to quote
+        /// (honouring backslashes), containers by bracket depth, scalars up to the next
+        /// delimiter. Exact on valid JSON; on anything else it stops somewhere harmless.
+        fn skip_lenient(&mut self) -> Result<()> {
             self.skip_ws();
+            let input = self.input;
+            let mut i = self.pos;
             let mut depth = 0usize;
             loop {
-                let Some(&b) = self.input.get(self.pos) else {
-                    // A scalar may end the span; a container or string may not.
+                let Some(&b) = input.get(i) else {
+                    // A scalar may end the span; a container may not.
+                    self.pos = i;
                     return if depth == 0 { Ok(()) } else { Err(Malformed) };
                 };
-                match b {
-                    b'"' => {
-                        self.pos += 1;
-                        self.skip_string_body_trusted()?;
+                match LENIENT_CLASS[usize::from(b)] {
+                    Class::Plain => i += 1,
+                    Class::Quote => {
+                        i = string_end(input, i + 1).ok_or(Malformed)?;
                         if depth == 0 {
+                            self.pos = i;
                             return Ok(());
                         }
                     }
-                    b'{' | b'[' => {
+                    Class::Open => {
                         depth += 1;
-                        self.pos += 1;
+                        i += 1;
                     }
-                    b'}' | b']' => {
+                    Class::Close => {
                         if depth == 0 {
                             // The end of the enclosing container: a scalar ended here.
+                            self.pos = i;
                             return Ok(());
                         }
                         depth -= 1;
-                        self.pos += 1;
+                        i += 1;
                         if depth == 0 {
+                            self.pos = i;
                             return Ok(());
                         }
                     }
-                    b',' if depth == 0 => return Ok(()),
-                    _ => self.pos += 1,
-                }
-            }
-        }
-
-        fn skip_string_body_trusted(&mut self) -> Result<()> {
-            let rest = self.input.get(self.pos..).ok_or(Malformed)?;
-            let mut i = 0;
-            while let Some(&b) = rest.get(i) {
-                match b {
-                    b'"' => {
-                        self.pos += i + 1;
-                        return Ok(());
+                    Class::Comma => {
+                        if depth == 0 {
+                            self.pos = i;
+                            return Ok(());
+                        }
+                        i += 1;
                     }
-                    b'\\' => i += 2,
-                    _ => i += 1,
                 }
             }
-            Err(Malformed)
         }
 
         fn literal(&mut self, word: &[u8]) -> Result<()> {
@@ -1652,11 +1721,6 @@ mod tests {
 
     #[test]
     fn malformed_bodies_never_route_by_key() {
-        let deep = format!(
-            r#"{{"TableName":"users","Item":{{"pk":{{"S":"a"}},"x":{}{}}}}}"#,
-            "[".repeat(500),
-            "]".repeat(500)
-        );
         let bad: &[&[u8]] = &[
             b"",
             b"   ",
@@ -1666,12 +1730,10 @@ mod tests {
             br#"{"TableName":"users","Item":{"pk":{"S":"a"}}}x"#,
             br#"{"TableName":"users","Item":{"pk":{"S":"a"}},}"#,
             br#"{"TableName":"users" "Item":{"pk":{"S":"a"}}}"#,
-            br#"{"TableName":"users","Item":{"pk":{"S":"a"}},"n":01}"#,
-            br#"{"TableName":"users","Item":{"pk":{"S":"a"}},"n":1.}"#,
-            br#"{"TableName":"users","Item":{"pk":{"S":"a"}},"n":tru}"#,
+            br#"{"TableName":"users","Item":{"pk":{"S":"a"},"x":{"S":"unterminated}}}"#,
             br#"{"TableName":"users","Item":{"pk":{"S":"a\qb"}}}"#,
             b"{\"TableName\":\"users\",\"Item\":{\"pk\":{\"S\":\"a\x01\"}}}",
-            deep.as_bytes(),
+            br#"{"TableName":"users","Item":{"pk"{"S":"a"}}}"#,
         ];
         for body in bad {
             assert_eq!(
@@ -1681,13 +1743,31 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
-        // Moderate nesting is fine.
-        let nested = format!(
-            r#"{{"TableName":"users","Item":{{"pk":{{"S":"a"}},"x":{}1{}}}}}"#,
-            "[".repeat(60),
-            "]".repeat(60)
+    }
+
+    #[test]
+    fn values_routing_does_not_read_are_skipped_unvalidated() {
+        // Errors inside attributes routing steps over are the service's to report; the key
+        // is still found, and arbitrarily deep nesting costs no recursion.
+        let deep = format!(
+            r#"{{"TableName":"users","Item":{{"x":{}{},"pk":{{"S":"a"}}}}}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
         );
-        assert!(put(&nested).is_ok());
+        let skipped: &[&[u8]] = &[
+            br#"{"TableName":"users","Item":{"n":01,"pk":{"S":"a"}}}"#,
+            br#"{"TableName":"users","Item":{"n":{"N":1.},"pk":{"S":"a"}}}"#,
+            br#"{"TableName":"users","Item":{"pk":{"S":"a"}},"ReturnValues":tru}"#,
+            deep.as_bytes(),
+        ];
+        for body in skipped {
+            assert_eq!(
+                key_bytes(std::str::from_utf8(body).expect("utf-8")),
+                Ok((KeyType::S, b"a".to_vec())),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
