@@ -196,11 +196,32 @@ pub async fn http(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    HttpReply {
+    let mut reply = HttpReply {
         status,
         headers,
         body: body.to_owned(),
+    };
+    if reply
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        reply.body = dechunk(&reply.body);
     }
+    reply
+}
+
+/// Decodes a complete chunked body (Envoy's admin API streams its answers).
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        raw = &rest[size + 2..];
+    }
+    out
 }
 
 /// Polls `check` every 20 ms until it returns true or `within` passes; panics with `what`.
