@@ -10,10 +10,46 @@
 //! included: health never changes hashing, votes or base order (AFF-REQ-006). It is applied
 //! afterwards by [`crate::plan::append_selected`], so a down preferred node is skipped, not
 //! re-voted, and the key's other candidates keep their places.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use alternator_routing::affinity::{self, AffinityScratch};
+//! use alternator_routing::dynamodb::{needs_body, AffinityMode, Operation};
+//! use alternator_routing::{NodeSnapshot, RoutingTable, ScopePolicy};
+//!
+//! let snapshot = NodeSnapshot::from_json(br#"{"format":1,"version":1,"scheme":"http",
+//!     "port":8000,"nodes":[
+//!       {"address":"10.0.0.1","datacenter":"dc1","rack":"r1","health":"active"},
+//!       {"address":"10.0.0.2","datacenter":"dc1","rack":"r1","health":"active"},
+//!       {"address":"10.0.0.3","datacenter":"dc1","rack":"r1","health":"active"}]}"#)?;
+//! let table = RoutingTable::new(snapshot, ScopePolicy::default());
+//! let schemas = HashMap::from([("users".to_owned(), "pk".to_owned())]);
+//! let mode = AffinityMode::AnyWrite;
+//!
+//! // Headers: decide whether the body is needed at all.
+//! let op = Operation::from_target("DynamoDB_20120810.PutItem");
+//! assert!(needs_body(mode, op));
+//!
+//! // Body: the key's plan, first choice then two fallbacks.
+//! let body = br#"{"TableName":"users","Item":{"pk":{"S":"alice"},"n":{"N":"1"}}}"#;
+//! let target = affinity::request_target(mode, op, body, &schemas).expect("routed by key");
+//! let (mut plan, mut scratch) = (Vec::new(), AffinityScratch::default());
+//! affinity::plan(&table, &target, table.published_health(), 3, &mut plan, &mut scratch);
+//! assert_eq!(plan.len(), 3);
+//!
+//! // The same key always gets the same plan.
+//! let again = affinity::request_target(mode, op, body, &schemas).expect("routed by key");
+//! let mut plan_again = Vec::new();
+//! affinity::plan(&table, &again, table.published_health(), 3, &mut plan_again, &mut scratch);
+//! assert_eq!(plan, plan_again);
+//! # Ok::<(), alternator_routing::SnapshotError>(())
+//! ```
 
 use std::cmp::Reverse;
 
-use crate::dynamodb::AffinityKeys;
+use crate::dynamodb::{
+    affinity_keys, AffinityKeys, AffinityMode, KeySchemas, NoAffinity, Operation,
+};
 use crate::gorand::{seeded_first, seeded_order, SeededPicks};
 use crate::plan::{append_selected, RoutingTable};
 use crate::snapshot::HealthState;
@@ -37,6 +73,18 @@ impl AffinityTarget {
             }
         }
     }
+}
+
+/// The affinity target of a request, or why it is routed normally: classification and key
+/// extraction ([`crate::dynamodb::affinity_keys`]) followed by hashing. `body` is the complete
+/// request body.
+pub fn request_target(
+    mode: AffinityMode,
+    op: Operation,
+    body: &[u8],
+    schemas: &impl KeySchemas,
+) -> Result<AffinityTarget, NoAffinity> {
+    affinity_keys(mode, op, body, schemas).map(|keys| AffinityTarget::from_keys(&keys))
 }
 
 /// Reusable buffers for plan construction, so a worker that keeps one allocates nothing per

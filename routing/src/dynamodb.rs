@@ -851,15 +851,15 @@ mod json {
             self.raw.is_empty()
         }
 
-        /// The decoded bytes, borrowed when there is nothing to unescape. Invalid escapes and
-        /// lone surrogates give an empty-but-owned placeholder that never equals a real name.
+        /// The decoded bytes, borrowed when there is nothing to unescape. A string that cannot
+        /// be decoded (lone surrogate) yields a lone `0xff` byte, which is not UTF-8 and so
+        /// never equals a member name a caller looks for.
         pub(super) fn bytes(&self) -> Cow<'a, [u8]> {
             if !self.escaped {
                 return Cow::Borrowed(self.raw);
             }
             match unescape(self.raw) {
                 Some(s) => Cow::Owned(s.into_bytes()),
-                // A name that cannot be decoded matches nothing a caller looks for.
                 None => Cow::Owned(vec![0xff]),
             }
         }
