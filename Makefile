@@ -69,8 +69,18 @@ e2e: venv npm wasm native
 
 test: lint deny unit validate-envoy e2e
 
-bench: venv wasm native
-	$(CARGO) bench -p alternator-routing
+# The filter's cost over plain Envoy and nginx, side by side (bench/README.md). A report, never a
+# pass/fail gate; BENCH_ARGS passes flags, e.g. BENCH_ARGS=--long or BENCH_ARGS='--only 2,3'.
+bench: bench-tools bench-venv wasm native
+	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+
+bench-tools:
+	@bench/install-tools.sh
+
+bench-venv: $(VENV)/.bench-installed
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
 
 fuzz:
 	@echo "fuzz targets arrive with the hardening work"; exit 1

@@ -1,0 +1,49 @@
+"""A small hand-written SVG of the benchmark report: throughput bars, p50/p99 beside them."""
+from xml.sax.saxutils import escape
+
+ROW = 34
+LEFT = 330
+BAR_MAX = 380
+WIDTH = LEFT + BAR_MAX + 230
+
+
+def render(report: dict) -> str:
+    rows = report.get("configurations", [])
+    top = 64
+    height = top + ROW * max(len(rows), 1) + 70
+    peak = max((r["rps"] for r in rows), default=1.0) or 1.0
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="13">',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+        '<text x="16" y="26" font-size="17" font-weight="bold">alternator-mesh: '
+        'throughput per configuration (median req/s)</text>',
+        f'<text x="16" y="46" fill="#555">{escape(subtitle(report))}</text>',
+    ]
+    for i, r in enumerate(rows):
+        y = top + i * ROW
+        width = max(1.0, BAR_MAX * r["rps"] / peak)
+        color = "#3b7dd8" if r["id"] in ("3", "4", "5") else "#9aa5b1"
+        label = f'{r["id"]}  {r["title"]}'
+        out.append(f'<text x="16" y="{y + 19}">{escape(label[:46])}</text>')
+        out.append(f'<rect x="{LEFT}" y="{y + 5}" width="{width:.1f}" height="{ROW - 12}" fill="{color}"/>')
+        out.append(f'<text x="{LEFT + width + 6:.1f}" y="{y + 19}">{r["rps"]:.0f}</text>')
+        out.append(f'<text x="{LEFT + BAR_MAX + 70}" y="{y + 19}" fill="#333">'
+                   f'p50 {r["p50_us"] / 1000:.2f} ms · p99 {r["p99_us"] / 1000:.2f} ms</text>')
+    y = top + ROW * len(rows) + 24
+    ratios = report.get("ratios", {})
+    parts = [f'{name} {q["throughput"] * 100:.1f}% (p99 {q["added_p99_us"]:+.0f} µs)'
+             for name, q in ratios.items() if name in ("3/2", "4/2", "5/2")]
+    if parts:
+        out.append(f'<text x="16" y="{y}">{escape("throughput ratios: " + ", ".join(parts))}</text>')
+    out.append(f'<text x="16" y="{y + 22}" fill="#555">blue: with the alternator-filter · '
+               f'grey: references · {escape(report.get("generated_at", ""))}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def subtitle(report: dict) -> str:
+    s = report.get("settings", {})
+    m = report.get("machine", {})
+    return (f'wrk {s.get("connections")} connections, {s.get("repetitions")} x {s.get("duration")} s, '
+            f'medians; {m.get("cpus")} CPUs, load {m.get("loadavg_at_start", 0):.1f}')

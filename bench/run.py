@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""`make bench`: what the alternator-mesh filter costs over a plain proxy, side by side.
+
+One run, one machine, one alternator-sim process (built-in engine) hosting every node, one load
+generator (wrk: fixed connections, a warm-up per configuration, repetitions interleaved across
+configurations in a shuffled order, medians reported):
+
+  1   direct to one sim node (no proxy: what a client-side library gets)
+  2   Envoy, built-in round robin over a static 3-node cluster, no wasm (the floor for a proxy)
+  2w  configuration 2 with the PutItem workload of configuration 4 (the like-for-like base of 4)
+  2e  the shipped envoy/envoy.yaml without the filter (EDS + override_host falling back to round
+      robin): 3 against 2e isolates the wasm filter from the cluster machinery
+  3   Envoy + filter, round robin, the shipped envoy/envoy.yaml (the headers-only path)
+  4   Envoy + filter, key affinity ANY_WRITE, 1 KB PutItem bodies (the body path)
+  5   configuration 3 with 100 nodes in the snapshot (and in EDS)
+  6   nginx (Debian) round robin over the same 3 nodes, when it is installed
+
+It also records Envoy's RSS with and without the filter, the proxies' CPU time per request, the
+.wasm size, an application-level comparison (boto3 through Envoy + filter versus ScyllaDB's
+`alternator-client` going direct, 32 threads, a fixed number of requests) and the routing
+crate's criterion numbers. Output: a table on stdout, `target/bench/report.json`,
+`target/bench/report.svg`. A report only: nothing here passes or fails on a timing.
+
+Every address this script sends load to is in 127.0.0.0/8.
+"""
+import argparse
+import ipaddress
+import json
+import os
+import pathlib
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+BENCH = pathlib.Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(BENCH))
+
+from harness.agent import Agent  # noqa: E402
+from harness.sim import SimProcess  # noqa: E402
+from harness.envoy import Envoy, envoy_binary, render_template, unique_base_id, wasm_path  # noqa: E402
+from harness.util import OwnedProcess, eventually, free_port, release_binary, target_dir  # noqa: E402
+
+import chart  # noqa: E402
+import criterion  # noqa: E402
+
+TABLE = "bench"
+KEYS = 64
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def require_loopback(url: str) -> str:
+    """Refuse to send load anywhere but this machine's loopback range."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if ipaddress.ip_address(host) not in LOOPBACK:
+        raise SystemExit(f"refusing to benchmark {url}: only 127.0.0.0/8 is a permitted target")
+    return url
+
+
+# --- processes --------------------------------------------------------------------------------
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its direct children (nginx's workers)."""
+    pids = [pid]
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    ticks = 0
+    for p in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class PlainEnvoy:
+    """Configuration 2: Envoy from bench/configs/envoy-plain.yaml, no wasm."""
+
+    def __init__(self, workdir: pathlib.Path, endpoints, concurrency: int):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.listen_port = free_port()
+        lines = "\n".join(
+            f"        - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}"
+            for host, port in endpoints)
+        config = render_template((BENCH / "configs" / "envoy-plain.yaml").read_text(), {
+            "LISTEN_PORT": self.listen_port,
+            "ACCESS_LOG_PATH": os.devnull,
+            "ENDPOINTS": lines,
+        })
+        self.config_path = workdir / "envoy-plain.yaml"
+        self.config_path.write_text(config)
+        self.admin_path = workdir / "admin-address"
+        self.process = OwnedProcess(
+            [envoy_binary(), "-c", self.config_path, "--base-id", unique_base_id(),
+             "--concurrency", concurrency, "--admin-address-path", self.admin_path, "-l", "warn"],
+            "envoy-plain", workdir / "envoy.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def wait_ready(self):
+        def ready():
+            if not self.process.alive():
+                raise AssertionError(f"envoy exited:\n{self.process.log_tail()}")
+            text = self.admin_path.read_text().strip() if self.admin_path.exists() else ""
+            if not text:
+                return False
+            with urllib.request.urlopen(f"http://{text}/ready", timeout=5) as r:
+                return r.read().decode().strip() == "LIVE"
+
+        eventually(ready, timeout=30, message="plain envoy ready")
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+
+class Nginx:
+    """Configuration 6: nginx from bench/configs/nginx.conf."""
+
+    def __init__(self, workdir: pathlib.Path, endpoints):
+        workdir.mkdir(parents=True, exist_ok=True)
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (workdir / sub).mkdir(exist_ok=True)
+        self.listen_port = free_port()
+        servers = "\n".join(f"        server {h}:{p};" for h, p in endpoints)
+        conf = render_template((BENCH / "configs" / "nginx.conf").read_text(), {
+            "WORKDIR": workdir,
+            "LISTEN_PORT": self.listen_port,
+            "ACCESS_LOG_PATH": os.devnull,
+            "SERVERS": servers,
+        })
+        self.config_path = workdir / "nginx.conf"
+        self.config_path.write_text(conf)
+        self.process = OwnedProcess([shutil.which("nginx"), "-p", workdir, "-c", self.config_path],
+                                    "nginx", workdir / "nginx.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def wait_ready(self):
+        def ready():
+            if not self.process.alive():
+                raise AssertionError(f"nginx exited:\n{self.process.log_tail()}")
+            return dynamo_call(self.url, "ListTables", {})[0] == 200
+
+        eventually(ready, timeout=20, message="nginx answers")
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+
+# --- DynamoDB over plain HTTP (the sim does not enforce SigV4 here) ---------------------------
+
+def dynamo_call(url: str, operation: str, body: dict):
+    req = urllib.request.Request(
+        require_loopback(url) + "/", data=json.dumps(body).encode(), method="POST",
+        headers={"content-type": "application/x-amz-json-1.0",
+                 "x-amz-target": f"DynamoDB_20120810.{operation}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def prepare_tables(url: str):
+    """The `bench` and `app` tables, and the items GetItem reads."""
+    for table in (TABLE, "app"):
+        status, body = dynamo_call(url, "CreateTable", {
+            "TableName": table, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]})
+        if status != 200:
+            raise SystemExit(f"CreateTable {table} on the sim: {status} {body}")
+    for i in range(KEYS):
+        status, body = dynamo_call(url, "PutItem", {"TableName": TABLE, "Item": {
+            "pk": {"S": f"user-{i:06d}"}, "name": {"S": f"user {i}"}, "visits": {"N": str(i)}}})
+        if status != 200:
+            raise SystemExit(f"PutItem on the sim: {status} {body}")
+
+
+# --- load -------------------------------------------------------------------------------------
+
+class Config:
+    def __init__(self, cid, title, url, operation, proxy_pid=None, envoy=None, expect_policy=None):
+        self.id = cid
+        self.title = title
+        self.url = require_loopback(url)
+        self.operation = operation
+        self.proxy_pid = proxy_pid
+        self.envoy = envoy
+        self.expect_policy = expect_policy
+        self.runs = []
+
+
+def run_wrk(config: Config, seconds: float, args) -> dict:
+    cmd = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{max(1, round(seconds))}s",
+           "--timeout", "5s", "-s", str(BENCH / "workload.lua"), config.url + "/", "--",
+           config.operation, str(KEYS), str(args.put_bytes)]
+    cpu_before = process_cpu_seconds(config.proxy_pid) if config.proxy_pid else None
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    cpu_after = process_cpu_seconds(config.proxy_pid) if config.proxy_pid else None
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed for configuration {config.id}:\n{out.stdout}\n{out.stderr}")
+    result = json.loads(line.removeprefix("BENCH-JSON "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if cpu_before is not None and result["requests"]:
+        result["proxy_cpu_us_per_request"] = (cpu_after - cpu_before) * 1e6 / result["requests"]
+    return result
+
+
+def summarize(config: Config) -> dict:
+    runs = config.runs
+    med = lambda key: statistics.median(r[key] for r in runs if key in r)  # noqa: E731
+    out = {
+        "id": config.id, "title": config.title, "operation": config.operation,
+        "repetitions": len(runs),
+        "rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99_us"),
+        "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
+        "errors": sum(sum(r["errors"].values()) for r in runs),
+        "runs": runs,
+    }
+    if any("proxy_cpu_us_per_request" in r for r in runs):
+        out["proxy_cpu_us_per_request"] = med("proxy_cpu_us_per_request")
+    return out
+
+
+def prometheus_sum(envoy: Envoy, name: str, **labels) -> int:
+    total = 0
+    for line in envoy.prometheus().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += int(float(value))
+    return total
+
+
+def wait_routing(envoy: Envoy, nodes: int):
+    def ready():
+        return (len(envoy.healthy_members()) == nodes
+                and envoy.stats().get("wasmcustom.alternator_snapshot_nodes") == nodes)
+
+    eventually(ready, timeout=60, message=f"envoy routes over {nodes} nodes")
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def versions() -> dict:
+    def first_line(cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            text = (p.stdout + p.stderr).strip().splitlines()
+            return text[0] if text else ""
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    out = {"envoy": first_line([envoy_binary(), "--version"]).strip(),
+           "wrk": first_line(["wrk", "--version"])}
+    if shutil.which("nginx"):
+        out["nginx"] = first_line(["nginx", "-v"])
+    return out
+
+
+def machine() -> dict:
+    cpu = ""
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),
+            "loadavg_at_start": os.getloadavg()[0]}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured repetition")
+    p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per configuration")
+    p.add_argument("--repetitions", type=int, default=3)
+    p.add_argument("--connections", type=int, default=32, help="wrk connections (fixed)")
+    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads")
+    p.add_argument("--sim-threads", type=int, default=1, help="alternator-sim worker threads")
+    p.add_argument("--put-bytes", type=int, default=1024, help="PutItem body size (configuration 4)")
+    p.add_argument("--large-cluster", type=int, default=100, help="nodes of configuration 5")
+    p.add_argument("--app-requests", type=int, default=3200, help="requests per app-level run")
+    p.add_argument("--app-threads", type=int, default=32)
+    p.add_argument("--long", action="store_true",
+                   help="longer, steadier run: 15 s x 5 repetitions, full criterion sampling")
+    p.add_argument("--only", default="", help="comma-separated configuration ids (e.g. 2,3)")
+    p.add_argument("--no-app", action="store_true", help="skip the application-level comparison")
+    p.add_argument("--no-criterion", action="store_true", help="skip `cargo bench -p alternator-routing`")
+    p.add_argument("--no-nginx", action="store_true", help="skip configuration 6")
+    p.add_argument("--out", type=pathlib.Path, default=ROOT / "target" / "bench")
+    p.add_argument("--keep-workdir", action="store_true", help="keep rendered configs and logs")
+    p.add_argument("--seed", type=int, default=1, help="seed of the interleaving order")
+    args = p.parse_args(argv)
+    if args.long:
+        args.duration, args.repetitions, args.warmup = 15.0, 5, 5.0
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    wanted = lambda cid: not only or cid in only  # noqa: E731
+    args.out.mkdir(parents=True, exist_ok=True)
+    for tool in ("wrk",):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed: `apt-get install -y wrk` (make bench does)")
+    nginx_reason = None
+    if args.no_nginx:
+        nginx_reason = "skipped (--no-nginx)"
+    elif not shutil.which("nginx"):
+        nginx_reason = "nginx is not installed (apt-get unavailable or the install failed)"
+
+    report = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "make bench" + (" BENCH_ARGS='" + " ".join(argv or sys.argv[1:]) + "'"
+                                   if (argv or sys.argv[1:]) else ""),
+        "machine": machine(),
+        "versions": versions(),
+        "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
+        "wasm_size_bytes": wasm_path().stat().st_size,
+        "wasm_path": str(wasm_path().relative_to(ROOT)) if wasm_path().is_relative_to(ROOT) else wasm_path().name,
+    }
+    owned = []
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="alternator-bench-"))
+    try:
+        report.update(measure(args, wanted, nginx_reason, workdir, owned))
+    finally:
+        for thing in reversed(owned):
+            try:
+                thing.stop()
+            except Exception as exc:  # noqa: BLE001 - stop everything, then report
+                print(f"warning: stopping {thing!r}: {exc}", file=sys.stderr)
+    if args.keep_workdir:
+        print(f"work directory (configs, logs) kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    if not args.no_criterion:
+        report["criterion"] = criterion.run(quick=not args.long)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()[0]
+
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "report.svg").write_text(chart.render(report))
+    print(format_table(report))
+    print(f"\nwrote {args.out / 'report.json'} and {args.out / 'report.svg'}")
+    return 0
+
+
+def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> dict:
+    total = max(args.large_cluster, 3)
+    nodes = [(f"127.0.1.{i + 1}", "dc1" if i < 3 else "dc2", f"rack{i % 3 + 1}") for i in range(total)]
+    (workdir / "sim").mkdir(parents=True, exist_ok=True)
+    sim = SimProcess(nodes, log_path=workdir / "sim" / "sim.log",
+                     extra_args=["--worker-threads", str(args.sim_threads)])
+    owned.append(sim)
+    three = [(n[0], sim.port) for n in nodes[:3]]
+    direct = f"http://{three[0][0]}:{sim.port}"
+    prepare_tables(direct)
+    sim_pid = sim.pid
+
+    configs = []
+    plain = None
+    if wanted("1"):
+        configs.append(Config("1", "direct to one sim node", direct, "GetItem"))
+    if wanted("2") or wanted("2w"):
+        plain = PlainEnvoy(workdir / "envoy-plain", three, args.envoy_concurrency)
+        owned.append(plain)
+        plain.wait_ready()
+        if wanted("2"):
+            configs.append(Config("2", "Envoy round robin, no wasm", plain.url, "GetItem",
+                                  proxy_pid=plain.process.pid))
+        if wanted("2w"):
+            configs.append(Config("2w", "Envoy round robin, no wasm, PutItem 1 KB", plain.url,
+                                  "PutItem", proxy_pid=plain.process.pid))
+
+    agent3 = agent_large = None
+    seeds = [n[0] for n in nodes[:3]]
+    if wanted("2e") or wanted("3") or wanted("4"):
+        agent3 = Agent(workdir / "agent3", seeds, sim.port, datacenter="dc1",
+                       active_interval="1s", idle_interval="5s", probe_period="5s")
+        owned.append(agent3)
+        agent3.wait_ready()
+        agent3.wait_active(seeds)
+    filter_envoys = {}
+    if wanted("2e"):
+        e = Envoy(workdir / "envoy2e", agent3.port, {}, concurrency=args.envoy_concurrency,
+                  extra_values={"ACCESS_LOG_PATH": os.devnull}, with_filter=False)
+        owned.append(e)
+        e.wait_ready()
+        eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
+                   message="EDS gives envoy 2e three members")
+        configs.append(Config("2e", "shipped config without the filter (EDS, override_host)",
+                              e.url, "GetItem", proxy_pid=e.process.pid))
+    if wanted("3"):
+        e = Envoy(workdir / "envoy3", agent3.port, {}, concurrency=args.envoy_concurrency,
+                  extra_values={"ACCESS_LOG_PATH": os.devnull})
+        owned.append(e)
+        e.wait_ready()
+        wait_routing(e, 3)
+        filter_envoys["3"] = e
+        configs.append(Config("3", "Envoy + filter, round robin (shipped config)", e.url, "GetItem",
+                              proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
+    if wanted("4"):
+        e = Envoy(workdir / "envoy4", agent3.port,
+                  {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}},
+                  concurrency=args.envoy_concurrency, extra_values={"ACCESS_LOG_PATH": os.devnull})
+        owned.append(e)
+        e.wait_ready()
+        wait_routing(e, 3)
+        filter_envoys["4"] = e
+        configs.append(Config("4", "Envoy + filter, ANY_WRITE affinity, PutItem 1 KB", e.url,
+                              "PutItem", proxy_pid=e.process.pid, envoy=e, expect_policy="affinity"))
+    if wanted("5"):
+        agent_large = Agent(workdir / "agent-large", seeds, sim.port, datacenter="dc1",
+                            extra_args=["--extra-datacenters", "dc2"],
+                            active_interval="1s", idle_interval="5s", probe_period="5s")
+        owned.append(agent_large)
+        agent_large.wait_ready()
+        agent_large.wait_active([n[0] for n in nodes])
+        e = Envoy(workdir / "envoy5", agent_large.port, {}, concurrency=args.envoy_concurrency,
+                  extra_values={"ACCESS_LOG_PATH": os.devnull})
+        owned.append(e)
+        e.wait_ready()
+        wait_routing(e, total)
+        filter_envoys["5"] = e
+        configs.append(Config("5", f"Envoy + filter, round robin, {total} nodes", e.url, "GetItem",
+                              proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
+    nginx = None
+    if wanted("6") and nginx_reason is None:
+        nginx = Nginx(workdir / "nginx", three)
+        owned.append(nginx)
+        nginx.wait_ready()
+        configs.append(Config("6", "nginx round robin", nginx.url, "GetItem", proxy_pid=nginx.process.pid))
+
+    # Every endpoint answers both request kinds before anything is timed.
+    for c in configs:
+        for op, body in (("GetItem", {"TableName": TABLE, "Key": {"pk": {"S": "user-000001"}}}),
+                         ("PutItem", {"TableName": TABLE, "Item": {"pk": {"S": "user-000001"}}})):
+            status, answer = dynamo_call(c.url, op, body)
+            if status != 200:
+                raise SystemExit(f"configuration {c.id}: {op} answered {status}: {answer}")
+
+    rss_idle = {c.id: rss_kib(c.proxy_pid) for c in configs if c.proxy_pid}
+
+    print(f"warm-up: {args.warmup:g} s per configuration", flush=True)
+    for c in configs:
+        run_wrk(c, args.warmup, args)
+    routed_before = {c.id: prometheus_sum(c.envoy, "alternator_routed_total", policy=c.expect_policy)
+                     for c in configs if c.envoy}
+    sim_cpu_before = process_cpu_seconds(sim_pid)
+    sim_requests = 0
+    order = random.Random(args.seed)
+    for rep in range(args.repetitions):
+        round_order = list(configs)
+        order.shuffle(round_order)
+        for c in round_order:
+            r = run_wrk(c, args.duration, args)
+            c.runs.append(r)
+            sim_requests += r["requests"]
+            print(f"  rep {rep + 1}/{args.repetitions} config {c.id:>2}: {r['rps']:8.0f} req/s  "
+                  f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms"
+                  + (f"  errors {sum(r['errors'].values())}" if sum(r['errors'].values()) else ""),
+                  flush=True)
+    sim_cpu = process_cpu_seconds(sim_pid) - sim_cpu_before
+
+    results = [summarize(c) for c in configs]
+    # The filter's own counters prove the measured path was the one named.
+    for c, s in zip(configs, results):
+        if c.envoy:
+            routed = prometheus_sum(c.envoy, "alternator_routed_total", policy=c.expect_policy)
+            s["filter_routed"] = {"policy": c.expect_policy, "count": routed - routed_before[c.id],
+                                  "requests": sum(r["requests"] for r in c.runs)}
+    rss = {c.id: {"idle_kib": rss_idle[c.id], "after_load_kib": rss_kib(c.proxy_pid)}
+           for c in configs if c.proxy_pid}
+    out = {
+        "configurations": results,
+        "skipped": ({"6": nginx_reason} if nginx_reason and wanted("6") else {}),
+        "rss": rss,
+        "sim_cpu_us_per_request": sim_cpu * 1e6 / sim_requests if sim_requests else None,
+        "ratios": ratios(results),
+    }
+    if not args.no_app and "3" in filter_envoys:
+        out["application"] = application(args, filter_envoys["3"].url, seeds, sim.port, workdir)
+    return out
+
+
+def ratios(results) -> dict:
+    by = {r["id"]: r for r in results}
+    out = {}
+
+    def pair(name, a, b, note):
+        if a in by and b in by:
+            out[name] = {
+                "throughput": by[a]["rps"] / by[b]["rps"],
+                "added_p50_us": by[a]["p50_us"] - by[b]["p50_us"],
+                "added_p99_us": by[a]["p99_us"] - by[b]["p99_us"],
+                "note": note,
+            }
+            if "proxy_cpu_us_per_request" in by[a] and "proxy_cpu_us_per_request" in by[b]:
+                out[name]["added_proxy_cpu_us_per_request"] = (
+                    by[a]["proxy_cpu_us_per_request"] - by[b]["proxy_cpu_us_per_request"])
+
+    pair("3/2", "3", "2", "filter, headers-only path, over plain Envoy (GetItem)")
+    pair("3/2e", "3", "2e", "the wasm filter alone: shipped config with and without it (GetItem)")
+    pair("4/2", "4", "2w", "filter, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
+    pair("5/2", "5", "2", "filter with 100 nodes over plain Envoy with 3 (GetItem)")
+    pair("5/3", "5", "3", "100 nodes over 3 nodes, both with the filter (GetItem)")
+    pair("6/2", "6", "2", "nginx over plain Envoy (GetItem)")
+    pair("2/1", "2", "1", "plain Envoy over going direct (GetItem)")
+    return out
+
+
+def application(args, envoy_url: str, seeds, port: int, workdir: pathlib.Path) -> dict:
+    """boto3 through Envoy + filter versus alternator-client direct: alternating, medians."""
+    runs = {"boto3_via_envoy_filter": [], "alternator_client_direct": []}
+    py = sys.executable
+    base = [py, str(BENCH / "app.py"), "--table", "app", "--requests", str(args.app_requests),
+            "--threads", str(args.app_threads)]
+    commands = {
+        "boto3_via_envoy_filter": base + ["--endpoint", require_loopback(envoy_url)],
+        "alternator_client_direct": base + ["--alternator-seeds", ",".join(seeds),
+                                            "--alternator-port", str(port), "--datacenter", "dc1"],
+    }
+    for seed in seeds:
+        require_loopback(f"http://{seed}:{port}")
+    print(f"application level: {args.app_threads} threads, {args.app_requests} requests per run",
+          flush=True)
+    for rep in range(args.repetitions):
+        for name, cmd in commands.items():
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+            if p.returncode != 0 or line is None:
+                return {"error": f"{name}: exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"}
+            r = json.loads(line.removeprefix("BENCH-JSON "))
+            runs[name].append(r)
+            print(f"  rep {rep + 1}/{args.repetitions} {name:26}: {r['rps']:7.0f} req/s  "
+                  f"errors {r['errors']}", flush=True)
+    out = {"threads": args.app_threads, "requests_per_run": args.app_requests}
+    for name, rs in runs.items():
+        out[name] = {"rps": statistics.median(r["rps"] for r in rs),
+                     "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                     "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                     "errors": sum(r["errors"] for r in rs), "runs": rs}
+    out["ratio_envoy_over_client"] = (out["boto3_via_envoy_filter"]["rps"]
+                                      / out["alternator_client_direct"]["rps"])
+    return out
+
+
+def format_table(report: dict) -> str:
+    lines = []
+    m = report["machine"]
+    lines.append(f"alternator-mesh bench — {report['generated_at']}  {m['cpus']} CPUs ({m['cpu_model']}), "
+                 f"load {m['loadavg_at_start']:.1f} → {m.get('loadavg_at_end', 0):.1f}")
+    s = report["settings"]
+    lines.append(f"wrk: {s['connections']} connections, {s['wrk_threads']} thread(s), "
+                 f"{s['repetitions']} x {s['duration']:g} s after {s['warmup']:g} s warm-up; "
+                 f"medians. Envoy --concurrency {s['envoy_concurrency']}, nginx 1 worker, "
+                 f"sim {s['sim_threads']} thread(s).")
+    lines.append("")
+    lines.append(f"{'#':>3}  {'configuration':50} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+                 f"{'proxy CPU µs/req':>17} {'errors':>6}")
+    for r in report.get("configurations", []):
+        cpu = r.get("proxy_cpu_us_per_request")
+        lines.append(f"{r['id']:>3}  {r['title'][:50]:50} {r['rps']:9.0f} {r['p50_us'] / 1000:8.2f} "
+                     f"{r['p99_us'] / 1000:8.2f} {('%.1f' % cpu) if cpu is not None else '-':>17} "
+                     f"{r['errors']:>6}")
+    for cid, reason in report.get("skipped", {}).items():
+        lines.append(f"{cid:>3}  skipped: {reason}")
+    lines.append("")
+    for name, q in report.get("ratios", {}).items():
+        extra = ""
+        if "added_proxy_cpu_us_per_request" in q:
+            extra = f", proxy CPU {q['added_proxy_cpu_us_per_request']:+.1f} µs/req"
+        lines.append(f"  {name:4} throughput {q['throughput'] * 100:6.1f}%   p99 {q['added_p99_us']:+8.0f} µs"
+                     f"{extra}   ({q['note']})")
+    lines.append("")
+    rss = report.get("rss", {})
+    if rss:
+        parts = [f"{cid}: {v['idle_kib'] / 1024:.1f} MiB idle, {v['after_load_kib'] / 1024:.1f} MiB loaded"
+                 for cid, v in rss.items()]
+        lines.append("proxy RSS  " + "; ".join(parts))
+    lines.append(f"filter .wasm {report['wasm_size_bytes']:,} bytes ({report['wasm_path']})")
+    app = report.get("application")
+    if app and "error" not in app:
+        a, b = app["boto3_via_envoy_filter"], app["alternator_client_direct"]
+        lines.append(f"application ({app['threads']} threads, {app['requests_per_run']} requests): "
+                     f"boto3 via Envoy+filter {a['rps']:.0f} req/s (p99 {a['p99_ms']:.1f} ms), "
+                     f"alternator-client direct {b['rps']:.0f} req/s (p99 {b['p99_ms']:.1f} ms), "
+                     f"ratio {app['ratio_envoy_over_client'] * 100:.0f}%")
+    elif app:
+        lines.append(f"application comparison failed: {app['error']}")
+    crit = report.get("criterion")
+    if crit:
+        if "error" in crit:
+            lines.append(f"criterion: {crit['error']}")
+        else:
+            lines.append("routing core (criterion, median per iteration):")
+            for b in crit["benchmarks"]:
+                lines.append(f"  {b['id']:60} {criterion.human_ns(b['median_ns']):>10}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
