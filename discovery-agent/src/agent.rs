@@ -36,7 +36,7 @@ pub enum AgentError {
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
     /// The scope configuration is invalid.
-    #[error("invalid scope: {0}")]
+    #[error("invalid value for --rack/--datacenter: {0}")]
     Scope(#[from] ScopeError),
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use alternator_discovery_agent::config::{Cli, LogFormat, EXIT_USAGE};
-use alternator_discovery_agent::{run, AgentError};
+use alternator_discovery_agent::run;
 use clap::error::ErrorKind;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     };
     let log_format = cli.log_format;
     let log_level = cli.log_level.clone();
+    let listen = cli.listen;
     let filter = match EnvFilter::try_new(&log_level) {
         Ok(filter) => filter,
         Err(error) => {
@@ -52,7 +53,6 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let listen = config_listen();
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -62,27 +62,28 @@ fn main() -> ExitCode {
         };
         match run(config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(error @ AgentError::Config(_)) => usage_error(&format!("error: {error}")),
-            Err(error) => {
-                tracing::error!(%error, "agent failed");
-                ExitCode::FAILURE
-            }
+            // Every startup error is a flag value found bad only when used (an unreadable CA
+            // file, say): a usage error.
+            Err(error) => usage_error(&format!("error: {error}")),
         }
     })
 }
 
-// Parsed once more only for the listen address: AgentConfig holds what the library needs, and
-// binding the socket is the binary's job.
-fn config_listen() -> std::net::SocketAddr {
-    Cli::try_parse().map_or_else(|_| ([127, 0, 0, 1], 9181).into(), |cli| cli.listen)
-}
-
-/// One line naming the flag, exit status 64.
+/// One line naming the flag, exit status 64. clap's messages can span lines ("the following
+/// required arguments were not provided:" then the flag) and end with usage hints; keep the
+/// message, drop the hints, join the rest.
 fn usage_error(rendered: &str) -> ExitCode {
-    let line = rendered
+    let message: Vec<&str> = rendered
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("error: invalid arguments");
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let line = if message.is_empty() {
+        "error: invalid arguments".to_owned()
+    } else {
+        message.join(" ")
+    };
     eprintln!("{line}");
     ExitCode::from(u8::try_from(EXIT_USAGE).unwrap_or(64))
 }

@@ -86,7 +86,7 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     /// The CA file could not be read or holds no usable certificate.
-    #[error("cannot use CA file {path}: {reason}")]
+    #[error("invalid value for --ca-file: cannot use {path}: {reason}")]
     CaFile {
         /// The file.
         path: String,

@@ -1,0 +1,194 @@
+//! The built binary: bad flags and environment values exit 64 with one line naming the flag;
+//! SIGTERM stops a running agent cleanly, answering an in-flight long-poll first.
+
+// Helpers outside #[test] functions may unwrap too: a failing test is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use alternator_sim::{NodeSpec, Sim, SimConfig};
+use common::{eventually, ip};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_alternator-discovery-agent");
+
+fn run_agent(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(AGENT);
+    command.args(args).stdin(Stdio::null());
+    // The test process's own environment must not leak agent settings in.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ALTERNATOR_AGENT_") {
+            command.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn bad_values_exit_64_with_one_line_naming_the_flag() {
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (&["--seeds", "127.0.0.1", "--port", "eighty"], &[], "--port"),
+        (&["--seeds", "127.0.0.1", "--port", "0"], &[], "--port"),
+        (&[], &[], "--seeds"),
+        (&["--seeds", "127.0.0.1:8000"], &[], "--seeds"),
+        (&["--seeds", "127.0.0.1", "--rack", "r1"], &[], "--rack"),
+        (
+            &["--seeds", "127.0.0.1", "--scope-mode", "sometimes"],
+            &[],
+            "--scope-mode",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--active-interval", "fast"],
+            &[],
+            "--active-interval",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--listen", "localhost"],
+            &[],
+            "--listen",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--scheme", "https"],
+            &[],
+            "--scheme",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--no-such-flag"],
+            &[],
+            "--no-such-flag",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--log-level", "loud=[["],
+            &[],
+            "--log-level",
+        ),
+        (
+            &[
+                "--seeds",
+                "127.0.0.1",
+                "--scheme",
+                "https",
+                "--ca-file",
+                "/nonexistent/ca.pem",
+            ],
+            &[],
+            "--ca-file",
+        ),
+        (
+            &["--seeds", "127.0.0.1"],
+            &[("ALTERNATOR_AGENT_PORT", "99999")],
+            "--port",
+        ),
+        (&[], &[("ALTERNATOR_AGENT_SEEDS", "a b")], "--seeds"),
+        (
+            &["--seeds", "127.0.0.1"],
+            &[("ALTERNATOR_AGENT_PROBE_CONCURRENCY", "0")],
+            "--probe-concurrency",
+        ),
+    ];
+    for (args, env, flag) in cases {
+        let (code, stderr) = run_agent(args, env);
+        assert_eq!(code, Some(64), "{args:?} {env:?}: stderr {stderr:?}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?} {env:?}: one line, got {stderr:?}");
+        assert!(
+            lines[0].contains(flag),
+            "{args:?} {env:?}: {stderr:?} names {flag}"
+        );
+    }
+}
+
+#[test]
+fn help_exits_0() {
+    let output = Command::new(AGENT).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("ALTERNATOR_AGENT_SEEDS"), "{text}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_answers_long_polls_and_exits_0() {
+    let n = |i| ip(51, i);
+    let sim = Sim::start(SimConfig::new(vec![NodeSpec::new(n(1), "dc1", "r1")]))
+        .await
+        .unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listen.local_addr().unwrap();
+    drop(listen);
+    let mut child = tokio::process::Command::new(AGENT)
+        .args([
+            "--seeds",
+            &n(1).to_string(),
+            "--port",
+            &sim.port().to_string(),
+        ])
+        .args(["--listen", &addr.to_string(), "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(15), "agent ready", || async {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => common::http(addr, "GET", "/readyz", &[], "").await.status == 200,
+            Err(_) => false,
+        }
+    })
+    .await;
+    let etag = common::http(addr, "GET", "/v1/nodes", &[], "")
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let poll = tokio::spawn(async move {
+        common::http(
+            addr,
+            "GET",
+            "/v1/nodes?wait=60",
+            &[("if-none-match", &etag)],
+            "",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    // A guard against a hang, not a timing assertion: the agent has its own 3 s drain limit.
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the agent exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let answered = poll.await.unwrap();
+    assert_eq!(answered.status, 304, "the in-flight long-poll was answered");
+
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    for line in stderr.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("JSON log line {line:?}: {e}"));
+        assert!(event.get("level").is_some(), "{line}");
+    }
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    sim.shutdown().await;
+}
