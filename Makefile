@@ -82,6 +82,10 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
+# DEMO_ARGS passes flags to the demo, e.g. make demo DEMO_ARGS="--duration 90 --affinity rmw".
+demo: venv wasm native
+	$(VENV_PY) demo/run.py $(DEMO_ARGS)
+
 fuzz:
 	@echo "fuzz targets arrive with the hardening work"; exit 1
 

@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""alternator-mesh demo: an unmodified boto3 application, one Envoy endpoint, every Alternator
+node busy, and a node outage the application does not notice.
+
+Started by `make demo` (which builds everything first). By default it runs the stand-in cluster
+(alternator-sim, three nodes on two racks), the discovery agent and Envoy with the shipped
+configuration; `--alternator HOSTS` points the agent at a real Alternator cluster instead.
+Everything it starts is stopped again on exit, on an error and on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pathlib
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import stack as stack_mod
+import workload
+from view import Terminal, ms, table, thousands
+
+TICK_S = 0.25
+RATE_WINDOW_S = 1.0
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived: wind down and clean up."""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="make demo DEMO_ARGS=...",
+        description="Spread an unmodified boto3 workload over Alternator nodes through Envoy.")
+    p.add_argument("--duration", type=float, default=45.0,
+                   help="seconds of random reads after the writes (default 45, at least 6)")
+    p.add_argument("--affinity", choices=["none", "rmw", "any_write"], default="none",
+                   help="the filter's key-route affinity mode (default none)")
+    p.add_argument("--alternator", metavar="HOST1,HOST2",
+                   help="use this real Alternator cluster (seed hosts) instead of the sim; "
+                        "node stop/start is then skipped")
+    p.add_argument("--alternator-port", type=int, default=8000, metavar="PORT",
+                   help="Alternator port of --alternator (default 8000)")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours")
+    p.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the process logs of a successful run (always kept on failure)")
+    args = p.parse_args(argv)
+    if args.duration < 6:
+        p.error("--duration must be at least 6 seconds (one third each before, during and "
+                "after the node outage)")
+    if args.alternator is not None:
+        args.alternator = [h.strip() for h in args.alternator.split(",") if h.strip()]
+        if not args.alternator:
+            p.error("--alternator needs at least one host")
+    return args
+
+
+class Demo:
+    def __init__(self, args, term: Terminal, workdir: pathlib.Path):
+        self.args = args
+        self.term = term
+        self.p = term.palette
+        self.workdir = workdir
+        self.stack = stack_mod.Stack(workdir, self.term.say)
+        self.sim_mode = args.alternator is None
+        self.stop_workers = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.recorder = workload.Recorder()
+        self.dynamodb = None
+        self.created_table = False
+        self.nodes: dict[str, dict] = {}          # address -> {"dc", "rack", "health"}
+        self.history = collections.deque()        # (monotonic, {address: count})
+        self.marks: dict[str, dict] = {}          # phase boundary -> {address: count}
+        self.victim = None
+        self.victim_state = "up"
+        self.filter_version = None
+        self.phase_label = "starting"
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def start(self):
+        p = self.p
+        where = ("alternator-sim, a stand-in 3-node cluster on 2 racks" if self.sim_mode
+                 else f"Alternator cluster {','.join(self.args.alternator)}:{self.args.alternator_port}")
+        self.term.say(p.bold("alternator-mesh demo") + f" · backend: {where} · affinity: {self.args.affinity}")
+        if self.sim_mode:
+            seeds = self.stack.start_sim()
+        else:
+            seeds = self.args.alternator
+            self.stack.use_cluster(self.args.alternator_port)
+        self.stack.start_agent(seeds)
+        if self.sim_mode:
+            self.stack.agent.wait_active([n[0] for n in stack_mod.SIM_NODES], timeout=30)
+        self.refresh_nodes()
+        plugin = {"fallbacks": 2,
+                  "affinity": {"mode": self.args.affinity,
+                               "tables": {workload.TABLE: workload.HASH_KEY}}}
+        self.term.say(f"plugin configuration: {json.dumps(plugin, separators=(',', ':'))}")
+        self.stack.start_envoy(plugin, expect_nodes=len(self.nodes))
+        want = len([n for n in self.nodes.values() if n["health"] == "active"])
+        stack_mod.eventually(lambda: self.stack.envoy_ready_nodes() >= want, timeout=30,
+                             message=f"Envoy routes over {want} nodes")
+        self.dynamodb = workload.client(self.stack.envoy.url)
+        self.term.say(f"the application's only endpoint: {p.cyan(self.stack.envoy.url)}")
+
+    def refresh_nodes(self):
+        """Node health from the agent (labels from the sim, else the agent); events on change."""
+        snapshot = self.stack.agent.snapshot()
+        labels = self.stack.sim_labels()
+        seen = set()
+        for n in snapshot["nodes"]:
+            address = n["address"]
+            seen.add(address)
+            dc, rack = labels.get(address, (n.get("datacenter") or "-", n.get("rack") or "-"))
+            old = self.nodes.get(address)
+            self.nodes[address] = {"dc": dc, "rack": rack, "health": n["health"]}
+            if old is not None and old["health"] != n["health"]:
+                if old["health"] == "absent":
+                    self.term.event(f"agent: {address} is listed again, {n['health']}")
+                else:
+                    self.term.event(f"agent: {address} is now {n['health']}")
+        for address, n in self.nodes.items():
+            if address not in seen and n["health"] != "absent":
+                n["health"] = "absent"
+                self.term.event(f"agent: {address} left the node list")
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def counts(self) -> dict:
+        """Requests each node served so far: the sim's own counters, else the filter's view."""
+        if self.sim_mode:
+            return self.stack.sim_counters()
+        return self.stack.envoy_metrics()["per_node"]
+
+    def sample(self):
+        now = time.monotonic()
+        counts = self.counts()
+        for address in counts:
+            self.nodes.setdefault(address, {"dc": "-", "rack": "-", "health": "unknown"})
+        self.history.append((now, counts))
+        while len(self.history) > 2 and now - self.history[1][0] >= RATE_WINDOW_S:
+            self.history.popleft()
+        try:
+            self.refresh_nodes()
+        except Exception:  # noqa: BLE001 - a slow agent answer must not stop the demo
+            pass
+        version = self.stack.filter_snapshot_version()
+        if version is not None and version != self.filter_version:
+            if self.filter_version is not None:
+                self.term.event("filter: routing on the agent's new node list")
+            self.filter_version = version
+        return counts
+
+    def rates(self) -> dict:
+        if len(self.history) < 2:
+            return {}
+        (t0, c0), (t1, c1) = self.history[0], self.history[-1]
+        span = max(t1 - t0, 1e-6)
+        return {a: max(0, c1.get(a, 0) - c0.get(a, 0)) / span for a in self.nodes}
+
+    def mark(self, name: str):
+        self.marks[name] = self.counts()
+
+    # -- live view ---------------------------------------------------------------------------
+
+    def render(self, elapsed: float, total: float):
+        p = self.p
+        rates = self.rates()
+        rate_sum = sum(rates.values()) or 1.0
+        width = self.term.bar_width()
+        latest = self.history[-1][1] if self.history else {}
+        port = self.stack.alternator_port
+        lines = [p.bold(f"{self.phase_label}") + p.dim(f"  {elapsed:5.1f} s / {total:.0f} s"), ""]
+        lines.append(p.dim(f"  {'node':<21} {'rack':<10} {'health':<11} "
+                           f"{'share of the last second':<{width}} {'req/s':>7} {'total':>8}"))
+        plain = []
+        for address in sorted(self.nodes):
+            n = self.nodes[address]
+            share = rates.get(address, 0.0) / rate_sum
+            health = n["health"]
+            if address == self.victim and self.victim_state == "stopped":
+                health = "STOPPED"
+            paint = p.green if health == "active" else (p.yellow if health == "quarantined" else p.red)
+            lines.append(f"  {address + ':' + str(port):<21} {n['dc'] + '/' + n['rack']:<10} "
+                         f"{paint(f'{health:<11}')} {self.term.bar(share, width, paint)} "
+                         f"{rates.get(address, 0.0):7.0f} {thousands(latest.get(address, 0)):>8}")
+            plain.append(f"{address} {rates.get(address, 0.0):.0f}/s")
+        recent = sorted(self.recorder.take_recent())
+        errors = self.recorder.error_count()
+        err = p.green("0 errors") if errors == 0 else p.red(f"{errors} errors")
+        lines.append("")
+        lines.append(f"  application: {thousands(self.recorder.ok)} ok · {err} · "
+                     f"SDK retries {self.recorder.sdk_retries} · "
+                     f"p50 {ms(workload.percentile(recent, 0.50))} · p99 {ms(workload.percentile(recent, 0.99))}")
+        summary = f"{self.phase_label}: " + " | ".join(plain) + f" | errors {errors}"
+        self.term.frame(lines, summary)
+
+    def tick_until(self, done, started: float, total: float, schedule=()):
+        """Sample and redraw until `done()`; run each `(at_seconds, action)` once when due."""
+        pending = sorted(schedule, key=lambda s: s[0])
+        while True:
+            elapsed = time.monotonic() - started
+            while pending and elapsed >= pending[0][0]:
+                pending.pop(0)[1]()
+            self.sample()
+            self.render(elapsed, total)
+            if done(elapsed):
+                return
+            time.sleep(TICK_S)
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def run_workload(self):
+        self.recorder.phase = "setup"
+        self.created_table = workload.create_table(self.dynamodb)
+        self.term.event(f"table {workload.TABLE} " + ("created" if self.created_table else "already exists"))
+
+        self.recorder.phase = "writes"
+        self.phase_label = f"writing {workload.ITEMS:,} items from {workload.WRITERS} threads"
+        self.mark("writes")
+        writer = threading.Thread(target=workload.write_items, name="writers", daemon=True,
+                                  args=(self.dynamodb, self.recorder, self.stop_workers))
+        self.threads.append(writer)
+        started = time.monotonic()
+        writer.start()
+        self.tick_until(lambda _: not writer.is_alive(), started, 0)
+        self.term.event(f"{workload.ITEMS:,} PutItems done in {time.monotonic() - started:.1f} s")
+
+        duration = self.args.duration
+        self.recorder.phase = "before"
+        self.phase_label = f"reading random items from {workload.READERS} threads"
+        self.mark("reads")
+        self.history.clear()
+        schedule = []
+        if self.sim_mode:
+            self.victim = stack_mod.SIM_NODES[-1][0]
+            schedule = [(duration / 3, self.stop_victim), (2 * duration / 3, self.start_victim)]
+        self.threads += workload.start_readers(self.dynamodb, self.recorder, self.stop_workers)
+        self.tick_until(lambda t: t >= duration, time.monotonic(), duration, schedule)
+        self.stop_workers.set()
+        for t in self.threads:
+            t.join(timeout=15)
+        self.mark("end")
+        self.phase_label = "finished"
+        self.sample()
+        self.render(duration, duration)
+
+    def stop_victim(self):
+        self.mark("stop")
+        self.recorder.phase = "outage"
+        self.stack.sim_action(self.victim, "stop")
+        self.victim_state = "stopped"
+        self.term.event(self.p.red(f"stopped node {self.victim}") +
+                        " (port closed, open connections reset)")
+
+    def start_victim(self):
+        self.mark("restart")
+        self.recorder.phase = "after"
+        self.stack.sim_action(self.victim, "start")
+        self.victim_state = "up"
+        self.term.event(self.p.green(f"started node {self.victim} again"))
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        p = self.p
+        m = self.marks
+        end = m.get("end", {})
+        port = self.stack.alternator_port
+
+        def delta(a, b, address):
+            return m.get(b, {}).get(address, 0) - m.get(a, {}).get(address, 0)
+
+        periods = [("reads", "end")]
+        headers = ["node", "rack", "writes", "reads total"]
+        if self.victim:
+            periods = [("reads", "stop"), ("stop", "restart"), ("restart", "end")]
+            headers = ["node", "rack", "writes", "reads before", f"while {self.victim} down", "after", "reads total"]
+        rows, per_node = [], {}
+        for address in sorted(set(self.nodes) | set(end)):
+            n = self.nodes.get(address, {"dc": "-", "rack": "-"})
+            writes = delta("writes", "reads", address)
+            parts = [delta(a, b, address) for a, b in periods]
+            total = delta("reads", "end", address)
+            per_node[address] = {"datacenter": n["dc"], "rack": n["rack"], "writes": writes,
+                                 "periods": parts, "reads": total}
+            row = [f"{address}:{port}", f"{n['dc']}/{n['rack']}", thousands(writes)]
+            row += [thousands(x) for x in parts] if self.victim else []
+            row.append(thousands(total))
+            rows.append(row)
+        source = "the sim's counters" if self.sim_mode else "the filter's alternator_requests_total"
+        self.term.say("")
+        self.term.say(p.bold("Requests per Alternator node") + p.dim(f" ({source})"))
+        for line in table(headers, rows, "ll" + "r" * (len(headers) - 2)):
+            self.term.say(line)
+
+        ops = self.recorder.by_operation()
+        op_rows, per_op = [], {}
+        for op in ("PutItem", "GetItem", "UpdateItem"):
+            values = ops.get(op, [])
+            errors = self.recorder.errors.get(op, 0)
+            p50, p99 = workload.percentile(values, 0.50), workload.percentile(values, 0.99)
+            per_op[op] = {"ok": len(values), "errors": errors, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
+            op_rows.append([op, thousands(len(values)), str(errors), ms(p50), ms(p99)])
+        if self.victim:
+            outage = self.recorder.by_operation(phases={"outage"}).get("GetItem", [])
+            op_rows.append([f"GetItem while {self.victim} down", thousands(len(outage)), "",
+                            ms(workload.percentile(outage, 0.5)), ms(workload.percentile(outage, 0.99))])
+        self.term.say("")
+        self.term.say(p.bold("What the application saw") + p.dim(" (boto3, after its own retries)"))
+        for line in table(["operation", "ok", "errors", "p50", "p99"], op_rows, "lrrrr"):
+            self.term.say(line)
+
+        metrics = self.stack.envoy_metrics()
+        errors = self.recorder.error_count()
+        policy = ", ".join(f"{k} {thousands(v)}" for k, v in sorted(metrics["policy"].items())) or "none"
+        self.term.say("")
+        self.term.say(f"  SDK retries: {self.recorder.sdk_retries} · Envoy retries to the next listed node: "
+                      f"{metrics['envoy_retries']} · served by a fallback node: {metrics['fallback']} · "
+                      f"5xx answered by Envoy: {metrics['downstream_5xx']}")
+        self.term.say(f"  filter routing decisions: {policy}")
+        for sample in self.recorder.error_samples:
+            self.term.say(p.red(f"  error: {sample}"))
+        verdict = (p.green("PASS: every request succeeded") if errors == 0
+                   else p.red(f"FAIL: {errors} requests failed"))
+        if self.victim and errors == 0:
+            verdict += p.green(f", also while {self.victim} was down")
+        self.term.say(p.bold(verdict))
+        return {
+            "backend": "sim" if self.sim_mode else "alternator",
+            "affinity": self.args.affinity,
+            "stopped_node": self.victim,
+            "errors": errors,
+            "sdk_retries": self.recorder.sdk_retries,
+            "envoy_retries": metrics["envoy_retries"],
+            "fallback_served": metrics["fallback"],
+            "routing_policies": metrics["policy"],
+            "nodes": per_node,
+            "operations": per_op,
+        }
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def close(self, keep_table: bool):
+        self.stop_workers.set()
+        for t in self.threads:
+            t.join(timeout=15)
+        self.term.close_frame()
+        if self.created_table and not self.sim_mode and not keep_table and self.dynamodb is not None:
+            try:
+                workload.delete_table(self.dynamodb)
+                self.term.say(f"deleted table {workload.TABLE}")
+            except Exception as exc:  # noqa: BLE001 - report, keep cleaning up
+                self.term.say(f"could not delete table {workload.TABLE}: {exc}")
+        for line in self.stack.close():
+            self.term.say(self.p.dim(line))
+
+
+def install_signal_handlers():
+    def handler(signum, _frame):
+        # Ignore a second Ctrl-C while cleaning up; the first one already started it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    term = Terminal(sys.stdout, color=not args.no_color)
+    install_signal_handlers()
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="alternator-mesh-demo-"))
+    demo = Demo(args, term, workdir)
+    status = 1
+    try:
+        demo.start()
+        demo.run_workload()
+        result = demo.summary()
+        if args.json_summary:
+            pathlib.Path(args.json_summary).write_text(json.dumps(result, indent=2) + "\n")
+        status = 0 if result["errors"] == 0 else 1
+    except Interrupted as exc:
+        term.close_frame()
+        term.say(f"\n{exc}: stopping the workload and every process the demo started")
+        status = 130
+    except Exception as exc:  # noqa: BLE001 - one clear line, then clean up
+        term.close_frame()
+        term.say(term.palette.red(f"demo failed: {type(exc).__name__}: {exc}"))
+        status = 1
+    finally:
+        try:
+            demo.close(keep_table=False)
+        finally:
+            if status == 0 and not args.keep_logs:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                term.say(f"process logs: {workdir}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
