@@ -33,9 +33,12 @@ fn run_agent(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     )
 }
 
+/// Arguments, environment, the flag the error must name.
+type BadValue<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_values_exit_64_with_one_line_naming_the_flag() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadValue] = &[
         (&["--seeds", "127.0.0.1", "--port", "eighty"], &[], "--port"),
         (&["--seeds", "127.0.0.1", "--port", "0"], &[], "--port"),
         (&[], &[], "--seeds"),
