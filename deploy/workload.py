@@ -16,6 +16,8 @@ Configuration (environment):
   WORKLOAD_THREADS        32
   WORKLOAD_READ_SECONDS   600      length of the read phase; 0 reads until stopped
   WORKLOAD_REPORT_SECONDS 5
+  WORKLOAD_SDK_ATTEMPTS   3        boto3's attempts per request (1: no SDK retries, so every
+                                   failure Envoy does not absorb is counted)
 """
 import os
 import random
@@ -35,6 +37,7 @@ ITEMS = int(os.environ.get("WORKLOAD_ITEMS", "1000"))
 THREADS = int(os.environ.get("WORKLOAD_THREADS", "32"))
 READ_SECONDS = float(os.environ.get("WORKLOAD_READ_SECONDS", "600"))
 REPORT_SECONDS = float(os.environ.get("WORKLOAD_REPORT_SECONDS", "5"))
+SDK_ATTEMPTS = int(os.environ.get("WORKLOAD_SDK_ATTEMPTS", "3"))
 STARTUP_TIMEOUT_S = 300
 
 stopping = threading.Event()
@@ -89,7 +92,7 @@ def client():
         "dynamodb",
         endpoint_url=ENDPOINT,
         config=Config(
-            retries={"mode": "standard", "max_attempts": 3},
+            retries={"mode": "standard", "max_attempts": SDK_ATTEMPTS},
             connect_timeout=2,
             read_timeout=10,
             max_pool_connections=max(THREADS, 10),
