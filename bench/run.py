@@ -52,6 +52,7 @@ from harness.util import OwnedProcess, eventually, free_port, release_binary, ta
 
 import chart  # noqa: E402
 import criterion  # noqa: E402
+import profile_filter  # noqa: E402
 
 TABLE = "bench"
 KEYS = 64
@@ -317,6 +318,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default="", help="comma-separated configuration ids (e.g. 2,3)")
     p.add_argument("--no-app", action="store_true", help="skip the application-level comparison")
     p.add_argument("--no-criterion", action="store_true", help="skip `cargo bench -p alternator-routing`")
+    p.add_argument("--no-profile", action="store_true", help="skip the wasmtime profile of the filter")
+    p.add_argument("--profile-requests", type=int, default=500)
     p.add_argument("--no-nginx", action="store_true", help="skip configuration 6")
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "target" / "bench")
     p.add_argument("--keep-workdir", action="store_true", help="keep rendered configs and logs")
@@ -366,6 +369,12 @@ def main(argv=None) -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    if not args.no_profile:
+        print("filter profile: wasmtime host, instructions and host calls per request", flush=True)
+        try:
+            report["profile"] = profile_filter.profile(requests=args.profile_requests)
+        except Exception as exc:  # noqa: BLE001 - a report section, not a reason to lose the rest
+            report["profile"] = {"error": repr(exc)}
     if not args.no_criterion:
         report["criterion"] = criterion.run(quick=not args.long)
     report["machine"]["loadavg_at_end"] = os.getloadavg()[0]
@@ -620,6 +629,9 @@ def format_table(report: dict) -> str:
                      f"ratio {app['ratio_envoy_over_client'] * 100:.0f}%")
     elif app:
         lines.append(f"application comparison failed: {app['error']}")
+    prof = report.get("profile")
+    if prof:
+        lines.append(prof["error"] if "error" in prof else profile_filter.format_profile(prof))
     crit = report.get("criterion")
     if crit:
         if "error" in crit:
