@@ -186,12 +186,14 @@ def read_phase(dynamodb):
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(THREADS)]
     for thread in threads:
         thread.start()
+    next_report = started + REPORT_SECONDS
     while any(t.is_alive() for t in threads):
-        stopping.wait(REPORT_SECONDS)
-        print(f"read phase, {time.monotonic() - started:.0f} s: "
-              f"{describe(stats, time.monotonic() - started)}", flush=True)
-    for thread in threads:
-        thread.join()
+        for thread in threads:
+            thread.join(timeout=max(0.0, next_report - time.monotonic()))
+        if time.monotonic() >= next_report:
+            print(f"read phase, {time.monotonic() - started:.0f} s: "
+                  f"{describe(stats, time.monotonic() - started)}", flush=True)
+            next_report += REPORT_SECONDS
     print(f"read phase done: {describe(stats, time.monotonic() - started)}", flush=True)
 
 
