@@ -83,34 +83,23 @@ fn config(args: &Args) -> Result<SimConfig, String> {
 }
 
 async fn run(config: SimConfig) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a harness may send SIGTERM as soon as it has read the startup line.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let sim = Sim::start(config).await.map_err(|e| e.to_string())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", sim.startup_line()).map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
     }
-    wait_for_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     tracing::info!("shutting down");
     sim.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn main() -> ExitCode {
