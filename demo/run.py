@@ -29,8 +29,11 @@ TICK_S = 0.25
 RATE_WINDOW_S = 1.0
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived: wind down and clean up."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: wind down and clean up.
+
+    A BaseException, like KeyboardInterrupt, so that no "retry on any error" loop swallows it.
+    """
 
 
 def parse_args(argv):
@@ -321,10 +324,10 @@ class Demo:
         errors = self.recorder.error_count()
         policy = ", ".join(f"{k} {thousands(v)}" for k, v in sorted(metrics["policy"].items())) or "none"
         self.term.say("")
-        self.term.say(f"  SDK retries: {self.recorder.sdk_retries} · Envoy retries to the next listed node: "
-                      f"{metrics['envoy_retries']} · served by a fallback node: {metrics['fallback']} · "
-                      f"5xx answered by Envoy: {metrics['downstream_5xx']}")
-        self.term.say(f"  filter routing decisions: {policy}")
+        self.term.say(f"  retries: {self.recorder.sdk_retries} by the SDK (after {metrics['downstream_5xx']} "
+                      f"5xx answers from Envoy), {metrics['envoy_retries']} by Envoy to the next listed node")
+        self.term.say(f"  filter: {policy} routing decisions; {thousands(metrics['fallback'])} requests "
+                      f"served by a fallback node")
         for sample in self.recorder.error_samples:
             self.term.say(p.red(f"  error: {sample}"))
         verdict = (p.green("PASS: every request succeeded") if errors == 0
