@@ -32,10 +32,10 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     sim = stack.sim(NODES)
     agent = stack.agent(sim)
     agent.wait_active([n[0] for n in NODES])
-    tables = {"aff": "pk"}
+    tables = {"affine": "pk"}
     envoy = stack.envoy(agent, {"affinity": {"mode": "any_write", "tables": tables}}, concurrency=2,
                         expect_nodes=3)
-    create_table(envoy.url, "aff", range_key="sk")
+    create_table(envoy.url, "affine", range_key="sk")
     snapshot = agent.snapshot()
     sim.reset()
 
@@ -43,9 +43,9 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     writes = []
     for round_ in range(2):
         for k in keys:
-            writes.append(("PutItem", json.dumps({"TableName": "aff", "Item": {"pk": {"S": k}, "sk": {"S": str(round_)}}})))
+            writes.append(("PutItem", json.dumps({"TableName": "affine", "Item": {"pk": {"S": k}, "sk": {"S": str(round_)}}})))
     for k in keys[:100]:
-        writes.append(("DeleteItem", json.dumps({"TableName": "aff", "Key": {"pk": {"S": k}, "sk": {"S": "0"}}})))
+        writes.append(("DeleteItem", json.dumps({"TableName": "affine", "Key": {"pk": {"S": k}, "sk": {"S": "0"}}})))
     send(envoy, writes)
 
     predicted = dict(zip((json.loads(b)["Item"]["pk"]["S"] for _, b in writes[:KEYS]),
@@ -66,7 +66,7 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     batches = []
     for b in range(60):
         chosen = rng.sample(keys, 5)
-        body = {"RequestItems": {"aff": [{"PutRequest": {"Item": {"pk": {"S": k}, "sk": {"S": f"b{b}"}}}}
+        body = {"RequestItems": {"affine": [{"PutRequest": {"Item": {"pk": {"S": k}, "sk": {"S": f"b{b}"}}}}
                                          for k in chosen]}}
         batches.append(("BatchWriteItem", json.dumps(body)))
     votes = affinity_oracle(snapshot, "ANY_WRITE", tables, batches)

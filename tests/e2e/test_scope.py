@@ -23,7 +23,8 @@ def served_by(sim, envoy, count, table="scope"):
 
 def test_rack_scope_serves_from_local_rack_then_falls_back_or_refuses(stack):
     sim = stack.sim(NODES)
-    agent = stack.agent(sim)
+    # Racks are learned by asking /localnodes per scope: the agent is told this Envoy's place.
+    agent = stack.agent(sim, datacenter="dc1", rack="rack1")
     agent.wait_active([n[0] for n in NODES])
     scope = {"datacenter": "dc1", "rack": "rack1"}
     fallback = stack.envoy(agent, {"scope": dict(scope, mode="fallback")}, expect_nodes=4)
