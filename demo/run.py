@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 import stack as stack_mod
 import workload
@@ -105,10 +104,9 @@ class Demo:
                   "affinity": {"mode": self.args.affinity,
                                "tables": {workload.TABLE: workload.HASH_KEY}}}
         self.term.say(f"plugin configuration: {json.dumps(plugin, separators=(',', ':'))}")
-        self.stack.start_envoy(plugin, expect_nodes=len(self.nodes))
+        self.stack.start_envoy(plugin)
         want = len([n for n in self.nodes.values() if n["health"] == "active"])
-        stack_mod.eventually(lambda: self.stack.envoy_ready_nodes() >= want, timeout=30,
-                             message=f"Envoy routes over {want} nodes")
+        self.stack.wait_routing(want)
         self.dynamodb = workload.client(self.stack.envoy.url)
         self.term.say(f"the application's only endpoint: {p.cyan(self.stack.envoy.url)}")
 
@@ -202,7 +200,7 @@ class Demo:
                      f"SDK retries {self.recorder.sdk_retries} · "
                      f"p50 {ms(workload.percentile(recent, 0.50))} · p99 {ms(workload.percentile(recent, 0.99))}")
         summary = f"{self.phase_label}: " + " | ".join(plain) + f" | errors {errors}"
-        self.term.frame(lines, summary)
+        self.term.frame(lines, summary if len(self.history) >= 2 else None)
 
     def tick_until(self, done, started: float, total: float, schedule=()):
         """Sample and redraw until `done()`; run each `(at_seconds, action)` once when due."""

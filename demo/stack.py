@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.agent import Agent  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
-from harness.util import eventually  # noqa: E402,F401 - re-exported for run.py
+from harness.util import eventually  # noqa: E402
 
 # Three nodes across two racks of one datacenter, on distinct loopback addresses and one shared
 # port, as real Alternator nodes are laid out.
@@ -94,11 +94,12 @@ class Stack:
         self.log(f"discovery agent pid {self.agent.process.pid}: {self.agent.url}, "
                  f"{len(self.agent.snapshot()['nodes'])} nodes discovered")
 
-    def start_envoy(self, plugin_config: dict, expect_nodes: int):
+    def start_envoy(self, plugin_config: dict):
         self.envoy = Envoy(self.workdir / "envoy", self.agent.port, plugin_config, concurrency=2)
         self._owned.append(("envoy", self.envoy))
         self.envoy.wait_ready(timeout=60)
-        self.log(f"envoy pid {self.envoy.process.pid}: DynamoDB endpoint {self.envoy.url}")
+        self.log(f"envoy pid {self.envoy.process.pid}: the shipped envoy.yaml with alternator-filter, "
+                 f"2 worker threads")
         return self
 
     # -- observe -----------------------------------------------------------------------------
@@ -109,11 +110,15 @@ class Stack:
             return {}
         return {n["address"]: (n["datacenter"], n["rack"]) for n in self.sim.info["nodes"]}
 
-    def envoy_ready_nodes(self) -> int:
-        """How many nodes the filter routes over (its snapshot) that Envoy also has from EDS."""
-        stats = self.envoy.stats()
-        return min(int(stats.get("wasmcustom.alternator_snapshot_nodes", 0)),
-                   len(self.envoy.healthy_members()))
+    def wait_routing(self, nodes: int, timeout: float = 30.0):
+        """Until the filter's snapshot and Envoy's EDS membership both hold `nodes` nodes."""
+
+        def ready():
+            stats = self.envoy.stats()
+            return (int(stats.get("wasmcustom.alternator_snapshot_nodes", 0)) >= nodes
+                    and len(self.envoy.healthy_members()) >= nodes)
+
+        eventually(ready, timeout=timeout, message=f"Envoy routes over {nodes} nodes")
 
     def filter_snapshot_version(self):
         """The node snapshot version the filter routes on, or None before the first one."""
