@@ -97,7 +97,7 @@ def envoy_validate(bootstrap, what):
         os.unlink(name)
     if proc.returncode != 0:
         lines = (proc.stdout + proc.stderr).strip().splitlines()
-        interesting = [l for l in lines if "critical" in l or "error" in l] or lines[-5:]
+        interesting = [line for line in lines if "critical" in line or "error" in line] or lines[-5:]
         raise Failure(f"envoy --mode validate rejected {what}:\n    " + "\n    ".join(interesting[-6:]))
 
 
@@ -135,18 +135,10 @@ def dig(obj, *path):
     return obj
 
 
-def find_all(obj, predicate):
-    """Every dict inside obj (depth first) for which predicate(dict) is true."""
-    found = []
-    if isinstance(obj, dict):
-        if predicate(obj):
-            found.append(obj)
-        for v in obj.values():
-            found.extend(find_all(v, predicate))
-    elif isinstance(obj, list):
-        for v in obj:
-            found.extend(find_all(v, predicate))
-    return found
+def read_properties(path):
+    """key=value lines of a Java properties file such as cassandra-rackdc.properties."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
 
 
 def compose_file():
@@ -223,7 +215,7 @@ def check_compose_references():
 
     # Envoy: the published container port is the DynamoDB listener of envoy-compose.yaml.
     envoy_cfg = yaml.safe_load(DEFAULT_PLACEHOLDER.sub(r"\1", ENVOY_COMPOSE.read_text()))
-    listeners = {l["name"]: l["address"]["socket_address"] for l in envoy_cfg["static_resources"]["listeners"]}
+    listeners = {lst["name"]: lst["address"]["socket_address"] for lst in envoy_cfg["static_resources"]["listeners"]}
     dynamodb_port = int(listeners["dynamodb"]["port_value"])
     envoy_ports = [int(p.rsplit(":", 1)[1]) for p in services["envoy"].get("ports", [])]
     if dynamodb_port not in envoy_ports:
@@ -234,13 +226,15 @@ def check_compose_references():
 
     # Envoy reaches the agent by service name at the port the agent listens on.
     agent_cluster = next(c for c in envoy_cfg["static_resources"]["clusters"] if c["name"] == "alternator_agent")
-    agent_addr = dig(agent_cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
+    agent_addr = dig(agent_cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0,
+                     "endpoint", "address", "socket_address")
     if agent_addr["address"] not in services:
         problems.append(f"envoy-compose.yaml: agent address {agent_addr['address']} is not a compose service")
     agent_args = services["agent"]["command"]
     listen = [a.split("=", 1)[1] for a in agent_args if a.startswith("--listen=")]
     if not listen or not listen[0].endswith(f":{agent_addr['port_value']}") or listen[0].startswith("127."):
-        problems.append(f"agent: --listen {listen} does not serve {agent_addr['address']}:{agent_addr['port_value']} on the network")
+        problems.append(f"agent: --listen {listen} does not serve "
+                        f"{agent_addr['address']}:{agent_addr['port_value']} on the network")
 
     # The agent's flags exist in its CLI (discovery-agent/src/config.rs).
     cli = (ROOT / "discovery-agent" / "src" / "config.rs").read_text()
@@ -271,13 +265,14 @@ def check_compose_references():
                 problems.append(f"{name}: seed {seed} is not a service")
     racks = set()
     for path in (DEPLOY / "scylla").glob("*.properties"):
-        props = dict(l.split("=", 1) for l in path.read_text().splitlines() if "=" in l and not l.startswith("#"))
+        props = read_properties(path)
         racks.add((props.get("dc"), props.get("rack")))
     if len(racks) < 2:
         problems.append(f"deploy/scylla: expected two racks, found {sorted(racks)}")
     if problems:
         raise Failure("\n    ".join(problems))
-    return f"{len(services)} services: builds, mounts, dependencies, ports, agent flags, racks {sorted(r for _, r in racks)}"
+    return (f"{len(services)} services: builds, mounts, dependencies, ports, agent flags, "
+            f"racks {sorted(r for _, r in racks)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +310,8 @@ def check_dockerfiles():
         if not ignore_file.is_file():
             problems.append(f"{rel}: no {ignore_file.name} (the build context is the whole repository)")
             continue
-        patterns = [l.strip() for l in ignore_file.read_text().splitlines() if l.strip() and not l.startswith("#")]
+        patterns = [line.strip() for line in ignore_file.read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
         text = dockerfile.read_text()
         copies = re.findall(r"^COPY\s+(?!--from)(?:--\S+\s+)*(.+)$", text, re.M)
         copied = []
@@ -337,7 +333,8 @@ def check_dockerfiles():
     filter_df = (DEPLOY / "filter.Dockerfile").read_text()
     final_stage = filter_df[filter_df.rindex("\nFROM "):]
     if not final_stage.startswith("\nFROM scratch") or "/plugin.wasm" not in final_stage:
-        problems.append("deploy/filter.Dockerfile: final stage must be FROM scratch with /plugin.wasm (Istio's OCI layout)")
+        problems.append("deploy/filter.Dockerfile: final stage must be FROM scratch with /plugin.wasm "
+                        "(Istio's OCI layout)")
     if problems:
         raise Failure("\n    ".join(problems))
     return f"{len(dockerfiles())} Dockerfiles: COPY sources, .dockerignore allow-lists, workspace members {members}"
@@ -392,7 +389,7 @@ def check_envoy_alignment():
     compose = yaml.safe_load(rendered_envoy_compose())
 
     def listener(cfg):
-        return next(l for l in cfg["static_resources"]["listeners"] if l["name"] == "dynamodb")
+        return next(lst for lst in cfg["static_resources"]["listeners"] if lst["name"] == "dynamodb")
 
     def hcm(cfg):
         return listener(cfg)["filter_chains"][0]["filters"][0]["typed_config"]
@@ -406,13 +403,16 @@ def check_envoy_alignment():
     def route(cfg):
         return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
 
+    def wasm_config(cfg):
+        return wasm(cfg)["typed_config"]["config"]
+
     pairs = {
         "stats_config": lambda c: c.get("stats_config"),
         "listener buffer limit": lambda c: listener(c).get("per_connection_buffer_limit_bytes"),
         "http filter order": lambda c: [f["name"] for f in hcm(c)["http_filters"]],
-        "wasm name/root_id": lambda c: (wasm(c)["typed_config"]["config"]["name"], wasm(c)["typed_config"]["config"]["root_id"]),
-        "wasm vm_id/runtime": lambda c: {k: wasm(c)["typed_config"]["config"]["vm_config"][k] for k in ("vm_id", "runtime")},
-        "allow_on_headers_stop_iteration": lambda c: wasm(c)["typed_config"]["config"].get("allow_on_headers_stop_iteration"),
+        "wasm name/root_id": lambda c: (wasm_config(c)["name"], wasm_config(c)["root_id"]),
+        "wasm vm_id/runtime": lambda c: {k: wasm_config(c)["vm_config"][k] for k in ("vm_id", "runtime")},
+        "allow_on_headers_stop_iteration": lambda c: wasm_config(c).get("allow_on_headers_stop_iteration"),
         "route cluster/timeout": lambda c: (route(c)["cluster"], route(c).get("timeout")),
         "retry policy": lambda c: route(c).get("retry_policy"),
         "alternator cluster load_balancing_policy": lambda c: cluster(c, "alternator")["load_balancing_policy"],
@@ -424,7 +424,8 @@ def check_envoy_alignment():
     for what, get in pairs.items():
         a, b = get(shipped), get(compose)
         if a != b:
-            problems.append(f"{what}: envoy/envoy.yaml has {json.dumps(a)}, deploy/envoy-compose.yaml has {json.dumps(b)}")
+            problems.append(f"{what}: envoy/envoy.yaml has {json.dumps(a)}, "
+                            f"deploy/envoy-compose.yaml has {json.dumps(b)}")
     # The plugin configuration must name the agent cluster that exists.
     plugin = json.loads(wasm(compose)["typed_config"]["config"]["configuration"]["value"])
     agent_cluster = plugin.get("agent", {}).get("cluster", "alternator_agent")
@@ -448,7 +449,10 @@ ISTIO_KINDS = {
     ("networking.istio.io/v1", "ServiceEntry"): ("cloudcoil.models.istio.networking.v1", "ServiceEntry"),
     ("networking.istio.io/v1", "VirtualService"): ("cloudcoil.models.istio.networking.v1", "VirtualService"),
 }
-KUBERNETES_KINDS = {("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "ConfigMap"), ("v1", "Service"), ("apps/v1", "Deployment")}
+KUBERNETES_KINDS = {("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "ConfigMap"), ("v1", "Service"),
+                    ("apps/v1", "Deployment")}
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 
 def istio_documents():
@@ -531,7 +535,7 @@ def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extr
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "@type": HCM_TYPE,
                 "stat_prefix": "outbound_0.0.0.0_8000",
                 "route_config": {"name": "8000", "virtual_hosts": [{
                     "name": "alternator", "domains": ["*"],
@@ -573,7 +577,7 @@ def wasm_filter(config):
     config["failure_policy"] = "FAIL_CLOSED"
     config["vm_config"]["code"] = {"local": {"filename": str(wasm_path())}}
     return {"name": "alternator-filter",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
+            "typed_config": {"@type": WASM_TYPE, "config": config}}
 
 
 def istio_doc(kind, name=None):
@@ -718,7 +722,8 @@ def check_istio_consistency():
             problems.append(f"agent {probe} should GET {path}")
     if problems:
         raise Failure("\n    ".join(problems))
-    return f"agent cluster {agent_cluster}, Alternator {host}:{port}, selectors, retries == fallbacks, agent env and probes"
+    return (f"agent cluster {agent_cluster}, Alternator {host}:{port}, selectors, retries == fallbacks, "
+            "agent env and probes")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -815,10 +820,11 @@ def check_prometheus():
     compose = compose_file()
     services = compose["services"]
     envoy_cfg = yaml.safe_load(DEFAULT_PLACEHOLDER.sub(r"\1", ENVOY_COMPOSE.read_text()))
-    metrics_listener = next(l for l in envoy_cfg["static_resources"]["listeners"] if l["name"] == "metrics")
+    metrics_listener = next(lst for lst in envoy_cfg["static_resources"]["listeners"] if lst["name"] == "metrics")
     metrics_port = metrics_listener["address"]["socket_address"]["port_value"]
-    metrics_paths = {r["match"].get("path") for r in dig(
-        metrics_listener, "filter_chains", 0, "filters", 0, "typed_config", "route_config", "virtual_hosts", 0, "routes")}
+    routes = dig(metrics_listener, "filter_chains", 0, "filters", 0, "typed_config", "route_config",
+                 "virtual_hosts", 0, "routes")
+    metrics_paths = {r["match"].get("path") for r in routes}
     problems = []
     jobs = {}
     for job in config["scrape_configs"]:
@@ -976,7 +982,7 @@ def check_smoke():
     for name, svc in compose["services"].items():
         if name.startswith("scylla-"):
             mount = next(v for v in svc["volumes"] if "cassandra-rackdc" in v).split(":")[0]
-            props = dict(l.split("=", 1) for l in (ROOT / mount).read_text().splitlines() if "=" in l and not l.startswith("#"))
+            props = read_properties(ROOT / mount)
             racks[name] = (props["dc"], props["rack"])
     nodes = [(f"127.77.0.{i + 1}", dc, rack) for i, (dc, rack) in enumerate(racks.values())]
     agent_args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in compose["services"]["agent"]["command"]}
@@ -1025,7 +1031,7 @@ def check_smoke():
                 os.killpg(workload.pid, 9)
                 workload.wait()
         stdout = output.read_text()
-        summaries = [l for l in stdout.splitlines() if l.startswith(("write phase:", "read phase done:"))]
+        summaries = [line for line in stdout.splitlines() if line.startswith(("write phase:", "read phase done:"))]
         problems = []
         if returncode != 0 or len(summaries) != 2:
             problems.append(f"workload.py exited {returncode}:\n{stdout[-1500:]}")
