@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.agent import Agent  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
+from harness.sim import SimProcess  # noqa: E402
 from harness.util import eventually  # noqa: E402
 
 # Three nodes across two racks of one datacenter, on distinct loopback addresses and one shared
@@ -49,16 +50,6 @@ def parse_prometheus(text: str) -> list[tuple[str, dict, float]]:
     return samples
 
 
-def _start_sim(workdir: pathlib.Path):
-    """alternator-sim as a child process, through the harness launcher."""
-    try:
-        from harness.sim import SimCluster
-    except ImportError:  # the launcher still lives beside the end-to-end tests
-        sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-        from conftest import SimCluster
-    return SimCluster(workdir / "sim", list(SIM_NODES))
-
-
 class Stack:
     """What the demo started, newest last; `close()` stops all of it."""
 
@@ -74,12 +65,13 @@ class Stack:
     # -- start -------------------------------------------------------------------------------
 
     def start_sim(self):
-        self.sim = _start_sim(self.workdir)
-        self._owned.append(("alternator-sim", self.sim))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sim = SimProcess(list(SIM_NODES), log_path=self.workdir / "sim.log")
+        self._owned.append(("alternator-sim", self.sim.pid, self.sim))
         self.alternator_port = self.sim.port
         nodes = ", ".join(f"{n['address']} ({n['datacenter']}/{n['rack']})" for n in self.sim.info["nodes"])
-        self.log(f"alternator-sim pid {self.sim.process.pid}: {nodes}, port {self.sim.port}")
-        return [n["address"] for n in self.sim.info["nodes"]]
+        self.log(f"alternator-sim pid {self.sim.pid}: {nodes}, port {self.sim.port}")
+        return list(self.sim.addresses)
 
     def use_cluster(self, port: int):
         self.alternator_port = port
@@ -89,14 +81,14 @@ class Stack:
         # comes back are retried quickly so its return is visible within a short demo.
         self.agent = Agent(self.workdir / "agent", seeds, self.alternator_port,
                            active_interval="1s", idle_interval="60s", probe_period="1s")
-        self._owned.append(("discovery agent", self.agent))
+        self._owned.append(("discovery agent", self.agent.process.pid, self.agent))
         self.agent.wait_ready(timeout=30)
         self.log(f"discovery agent pid {self.agent.process.pid}: {self.agent.url}, "
                  f"{len(self.agent.snapshot()['nodes'])} nodes discovered")
 
     def start_envoy(self, plugin_config: dict):
         self.envoy = Envoy(self.workdir / "envoy", self.agent.port, plugin_config, concurrency=2)
-        self._owned.append(("envoy", self.envoy))
+        self._owned.append(("envoy", self.envoy.process.pid, self.envoy))
         self.envoy.wait_ready(timeout=60)
         self.log(f"envoy pid {self.envoy.process.pid}: the shipped envoy.yaml with alternator-filter, "
                  f"2 worker threads")
@@ -154,7 +146,7 @@ class Stack:
 
     def sim_counters(self) -> dict:
         """Requests each sim node served (the database's own count)."""
-        return self.sim.counters()
+        return self.sim.totals()
 
     def sim_action(self, address: str, action: str):
         self.sim.node_action(address, action)
@@ -165,8 +157,7 @@ class Stack:
         """Stop everything, newest first; returns one line per process for the user."""
         lines = []
         while self._owned:
-            label, thing = self._owned.pop()
-            pid = thing.process.pid
+            label, pid, thing = self._owned.pop()
             try:
                 thing.stop()
                 lines.append(f"stopped {label} (pid {pid})")
