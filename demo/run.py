@@ -99,6 +99,8 @@ class Demo:
         self.stack.start_agent(seeds)
         if self.sim_mode:
             self.stack.agent.wait_active([n[0] for n in stack_mod.SIM_NODES], timeout=30)
+        else:
+            self.stack.wait_agent_active(timeout=60)
         self.refresh_nodes()
         plugin = {"fallbacks": 2,
                   "affinity": {"mode": self.args.affinity,
@@ -122,13 +124,13 @@ class Demo:
             old = self.nodes.get(address)
             self.nodes[address] = {"dc": dc, "rack": rack, "health": n["health"]}
             if old is not None and old["health"] != n["health"]:
-                if old["health"] == "absent":
+                if old["health"] == "not listed":
                     self.term.event(f"agent: {address} is listed again, {n['health']}")
                 else:
                     self.term.event(f"agent: {address} is now {n['health']}")
         for address, n in self.nodes.items():
-            if address not in seen and n["health"] != "absent":
-                n["health"] = "absent"
+            if address not in seen and n["health"] != "not listed":
+                n["health"] = "not listed"
                 self.term.event(f"agent: {address} left the node list")
 
     # -- sampling ----------------------------------------------------------------------------
@@ -177,9 +179,11 @@ class Demo:
         width = self.term.bar_width()
         latest = self.history[-1][1] if self.history else {}
         port = self.stack.alternator_port
-        lines = [p.bold(f"{self.phase_label}") + p.dim(f"  {elapsed:5.1f} s / {total:.0f} s"), ""]
+        clock = f"{elapsed:5.1f} s / {total:.0f} s" if total else f"{elapsed:5.1f} s"
+        lines = [p.bold(self.phase_label) + p.dim(f"  {clock}"), ""]
+        share_label = "share of the last second" if width >= 24 else "share"
         lines.append(p.dim(f"  {'node':<21} {'rack':<10} {'health':<11} "
-                           f"{'share of the last second':<{width}} {'req/s':>7} {'total':>8}"))
+                           f"{share_label:<{width}} {'req/s':>7} {'total':>8}"))
         plain = []
         for address in sorted(self.nodes):
             n = self.nodes[address]

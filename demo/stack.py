@@ -96,6 +96,11 @@ class Stack:
 
     # -- observe -----------------------------------------------------------------------------
 
+    def wait_agent_active(self, timeout: float):
+        """Until the agent has vetted at least one node (a real cluster's probes may take a while)."""
+        eventually(lambda: self.agent.active_nodes(), timeout=timeout,
+                   message="the agent lists at least one active Alternator node")
+
     def sim_labels(self) -> dict:
         """`address -> (datacenter, rack)` of the sim's nodes; empty with a real cluster."""
         if self.sim is None:

@@ -70,7 +70,8 @@ class Terminal:
 
     def bar_width(self) -> int:
         columns = shutil.get_terminal_size((100, 24)).columns
-        return max(10, min(40, columns - 62))
+        # The other columns of a node row take 64 characters.
+        return max(6, min(40, columns - 66))
 
     def bar(self, fraction: float, width: int, paint) -> str:
         filled = int(round(max(0.0, min(1.0, fraction)) * width))
@@ -86,13 +87,16 @@ class Terminal:
             return
         body = lines + [""] + [self.palette.dim(e) for e in self._events]
         body += [""] * (self.EVENT_LINES - len(self._events))
-        out = []
+        # Auto-wrap off while drawing: a line wider than the terminal is clipped instead of
+        # wrapping onto a second row, which would break the cursor-up count of the next redraw.
+        out = ["\x1b[?7l"]
         if self._frame_height:
             out.append(f"\x1b[{self._frame_height}F")
         else:
             out.append("\x1b[?25l")  # hide the cursor while redrawing
         for line in body:
             out.append("\x1b[2K" + line + "\n")
+        out.append("\x1b[?7h")
         self._frame_height = len(body)
         self.stream.write("".join(out))
         self.stream.flush()
@@ -100,7 +104,7 @@ class Terminal:
     def close_frame(self):
         """Leave the last frame on screen and give the cursor back."""
         if self.interactive:
-            self.stream.write("\x1b[?25h")
+            self.stream.write("\x1b[?7h\x1b[?25h")
             self.stream.flush()
         self._frame_height = 0
 
