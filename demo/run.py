@@ -328,6 +328,9 @@ class Demo:
         self.term.say("")
         self.term.say(f"  retries: {self.recorder.sdk_retries} by the SDK (after {metrics['downstream_5xx']} "
                       f"5xx answers from Envoy), {metrics['envoy_retries']} by Envoy to the next listed node")
+        if metrics["retry_overflow"]:
+            self.term.say(f"  Envoy's circuit breaker refused {metrics['retry_overflow']} retries "
+                          f"(cluster.alternator.upstream_rq_retry_overflow)")
         self.term.say(f"  filter: {policy} routing decisions; {thousands(metrics['fallback'])} requests "
                       f"served by a fallback node")
         for sample in self.recorder.error_samples:
@@ -344,6 +347,7 @@ class Demo:
             "errors": errors,
             "sdk_retries": self.recorder.sdk_retries,
             "envoy_retries": metrics["envoy_retries"],
+            "envoy_retry_overflow": metrics["retry_overflow"],
             "fallback_served": metrics["fallback"],
             "routing_policies": metrics["policy"],
             "nodes": per_node,

@@ -146,6 +146,7 @@ class Stack:
             "policy": policy,
             "fallback": fallback,
             "envoy_retries": int(stats.get("cluster.alternator.upstream_rq_retry", 0)),
+            "retry_overflow": int(stats.get("cluster.alternator.upstream_rq_retry_overflow", 0)),
             "downstream_5xx": int(stats.get("http.dynamodb.downstream_rq_5xx", 0)),
         }
 
