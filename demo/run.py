@@ -257,9 +257,11 @@ class Demo:
         self.render(duration, duration)
 
     def stop_victim(self):
-        self.mark("stop")
         self.recorder.phase = "outage"
         self.stack.sim_action(self.victim, "stop")
+        # Marked once the sim has closed the node's port and connections: from here on it
+        # cannot count a single request, so its "while down" column is exactly zero.
+        self.mark("stop")
         self.victim_state = "stopped"
         self.term.event(self.p.red(f"stopped node {self.victim}") +
                         " (port closed, open connections reset)")

@@ -21,7 +21,7 @@ HANG_GUARD_S = 300
 def test_demo_runs_and_survives_a_node_outage(tmp_path):
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--duration", "9", "--no-color", "--json-summary", str(summary_path)],
+        [sys.executable, str(DEMO), "--duration", "12", "--no-color", "--json-summary", str(summary_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=dict(os.environ), cwd=ROOT,
     )
@@ -57,7 +57,5 @@ def test_demo_runs_and_survives_a_node_outage(tmp_path):
         assert n["writes"] > 0 and before > 0 and after > 0, (address, n)
         if address != victim:
             assert during > 0, (address, n)
-    # Requests already on the wire when the node stopped may be counted by it; nothing more.
-    victim_during = nodes[victim]["periods"][1]
-    others_during = sum(n["periods"][1] for a, n in nodes.items() if a != victim)
-    assert victim_during <= 20 and others_during > 20 * victim_during, nodes
+    # The demo marks the outage once the sim has closed the node: it served nothing while down.
+    assert nodes[victim]["periods"][1] == 0, nodes
