@@ -337,6 +337,12 @@ class Demo:
                       f"served by a fallback node")
         for sample in self.recorder.error_samples:
             self.term.say(p.red(f"  error: {sample}"))
+        stickiness = self.update_stickiness()
+        if stickiness is not None:
+            why = ("round robin spreads an item's updates; try --affinity rmw" if self.args.affinity == "none"
+                   else "the others moved when the node list changed during the outage")
+            self.term.say(f"  key affinity (sim key log): of {stickiness['keys']} items updated at least "
+                          f"twice, {stickiness['single_node']} had every UpdateItem on one node ({why})")
         verdict = (p.green("PASS: every request succeeded") if errors == 0
                    else p.red(f"FAIL: {errors} requests failed"))
         if self.victim and errors == 0:
@@ -354,7 +360,24 @@ class Demo:
             "routing_policies": metrics["policy"],
             "nodes": per_node,
             "operations": per_op,
+            "update_stickiness": stickiness,
         }
+
+    def update_stickiness(self):
+        """How many items had all their UpdateItems coordinated by one node (sim only).
+
+        With key affinity (`rmw`, `any_write`) every counter bump of an item goes to the node its
+        partition key hashes to, so nearly all items stay on one node; without it, an item
+        updated twice lands on the same node only by chance (one time in three here).
+        """
+        if not self.sim_mode:
+            return None
+        nodes_by_key = collections.defaultdict(list)
+        for entry in self.stack.sim_keylog():
+            if entry.get("operation") == "UpdateItem" and entry.get("table") == workload.TABLE:
+                nodes_by_key[json.dumps(entry.get("key"), sort_keys=True)].append(entry.get("node"))
+        repeated = [set(v) for v in nodes_by_key.values() if len(v) >= 2]
+        return {"keys": len(repeated), "single_node": sum(1 for v in repeated if len(v) == 1)}
 
     # -- teardown ----------------------------------------------------------------------------
 

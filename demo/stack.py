@@ -154,6 +154,10 @@ class Stack:
         """Requests each sim node served (the database's own count)."""
         return self.sim.totals()
 
+    def sim_keylog(self) -> list:
+        """The sim's bounded log of (node, operation, table, hash key) per request."""
+        return self.sim.keylog()
+
     def sim_action(self, address: str, action: str):
         self.sim.node_action(address, action)
 
