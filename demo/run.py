@@ -64,6 +64,8 @@ def parse_args(argv):
 
 
 class Demo:
+    """One run: start the stack, drive the workload through phases, sample and draw, summarise."""
+
     def __init__(self, args, term: Terminal, workdir: pathlib.Path):
         self.args = args
         self.term = term
