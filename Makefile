@@ -22,7 +22,8 @@ WASM_PROFILE := wasm-release
 WASM_OUT     := target/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
 NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent
 
-.PHONY: test lint fmt-check clippy deny unit wasm native venv npm toolchain e2e validate-envoy bench fuzz demo clean
+.PHONY: test lint fmt-check clippy deny unit wasm native venv npm toolchain e2e validate-envoy \
+	validate-deploy deploy-venv bench bench-tools bench-venv fuzz demo clean
 
 toolchain:
 	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
@@ -64,10 +65,20 @@ native: toolchain
 validate-envoy: venv wasm
 	$(VENV_PY) scripts/validate_envoy.py
 
+# docker-compose, Dockerfiles, Istio manifests and the Grafana dashboard, checked without a
+# container engine (deploy/README.md says what is and is not exercised).
+deploy-venv: $(VENV)/.deploy-installed
+$(VENV)/.deploy-installed: deploy/requirements.txt $(VENV)/.installed
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	touch $@
+
+validate-deploy: deploy-venv wasm native
+	$(VENV_PY) scripts/validate_deploy.py
+
 e2e: venv npm wasm native
 	$(VENV_PY) -m pytest -q tests
 
-test: lint deny unit validate-envoy e2e
+test: lint deny unit validate-envoy validate-deploy e2e
 
 # The filter's cost over plain Envoy and nginx, side by side (bench/README.md). A report, never a
 # pass/fail gate; BENCH_ARGS passes flags, e.g. BENCH_ARGS=--long or BENCH_ARGS='--only 2,3'.
