@@ -23,16 +23,16 @@ def human_ns(ns: float) -> str:
 
 def run(quick: bool = True) -> dict:
     """`cargo bench -p alternator-routing`; quick mode samples for 1 s + 2 s per benchmark."""
-    cmd = [os.environ.get("CARGO", "cargo"), "bench", "-p", "alternator-routing", "--"]
+    cmd = [os.environ.get("CARGO", "cargo"), "bench", "-p", "alternator-routing", "--bench", "*", "--"]
     if quick:
         cmd += ["--warm-up-time", "1", "--measurement-time", "2"]
-    print("routing core: " + " ".join(cmd[:4]) + (" (quick sampling)" if quick else ""), flush=True)
+    print("routing core: " + " ".join(cmd[:6]) + (" (quick sampling)" if quick else ""), flush=True)
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         return {"error": f"cargo bench exited {proc.returncode}"}
-    return {"command": " ".join(cmd[:4]), "quick": quick, "benchmarks": read(since=started)}
+    return {"command": " ".join(cmd[:6]), "quick": quick, "benchmarks": read(since=started)}
 
 
 def read(since: float = 0.0) -> list:

@@ -429,7 +429,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         e.wait_ready()
         eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
                    message="EDS gives envoy 2e three members")
-        configs.append(Config("2e", "shipped config without the filter (EDS, override_host)",
+        configs.append(Config("2e", "shipped config, no filter (EDS + override_host)",
                               e.url, "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
         e = Envoy(workdir / "envoy3", agent3.port, {}, concurrency=args.envoy_concurrency,
@@ -519,6 +519,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         "sim_cpu_us_per_request": sim_cpu * 1e6 / sim_requests if sim_requests else None,
         "ratios": ratios(results),
     }
+    out["goals"] = goals(out["ratios"])
     if not args.no_app and "3" in filter_envoys:
         out["application"] = application(args, filter_envoys["3"].url, seeds, sim.port, workdir)
     return out
@@ -547,6 +548,26 @@ def ratios(results) -> dict:
     pair("5/3", "5", "3", "100 nodes over 3 nodes, both with the filter (GetItem)")
     pair("6/2", "6", "2", "nginx over plain Envoy (GetItem)")
     pair("2/1", "2", "1", "plain Envoy over going direct (GetItem)")
+    return out
+
+
+# The project's targets (issue "make bench"), shown beside the measurement; never enforced.
+GOALS = [
+    ("3/2", "throughput", ">=", 0.95, "configuration 3 at >= 95% of configuration 2"),
+    ("3/2", "added_p99_us", "<=", 50.0, "configuration 3 adds <= 50 µs p99 over 2"),
+    ("4/2", "throughput", ">=", 0.85, "configuration 4 at >= 85% of its plain-Envoy base"),
+    ("5/3", "throughput", ">=", 0.98, "100 nodes within 2% of 3 nodes"),
+]
+
+
+def goals(ratios_: dict) -> list:
+    out = []
+    for ratio, field, op, target, text in GOALS:
+        if ratio in ratios_:
+            value = ratios_[ratio][field]
+            met = value >= target if op == ">=" else value <= target
+            out.append({"goal": text, "ratio": ratio, "measured": value, "target": target,
+                        "met_on_this_run": met})
     return out
 
 
@@ -613,6 +634,10 @@ def format_table(report: dict) -> str:
             extra = f", proxy CPU {q['added_proxy_cpu_us_per_request']:+.1f} µs/req"
         lines.append(f"  {name:4} throughput {q['throughput'] * 100:6.1f}%   p99 {q['added_p99_us']:+8.0f} µs"
                      f"{extra}   ({q['note']})")
+    for g in report.get("goals", []):
+        shown = (f"{g['measured'] * 100:.1f}%" if g["target"] < 2 else f"{g['measured']:+.0f} µs")
+        lines.append(f"  goal: {g['goal']:52} measured {shown:>9}  "
+                     f"{'met' if g['met_on_this_run'] else 'not met'} on this run")
     lines.append("")
     rss = report.get("rss", {})
     if rss:
