@@ -1,0 +1,64 @@
+"""Failure handling a user relies on: retries walk the filter's list, and an agent outage is survived."""
+import collections
+
+from conftest import RawDynamo, create_table, metric
+from harness.util import eventually
+
+NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
+
+
+def send(envoy, count):
+    client = RawDynamo(envoy.url)
+    statuses = collections.Counter()
+    try:
+        for i in range(count):
+            status, _ = client.call("GetItem", {"TableName": "failover", "Key": {"pk": {"S": f"k{i}"}}})
+            statuses[status] += 1
+    finally:
+        client.close()
+    return statuses
+
+
+def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
+    sim = stack.sim(NODES)
+    # A slow agent: it will not notice the stopped node during the test, so the filter keeps
+    # listing it first for a third of the requests and Envoy's retries must walk the list.
+    agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
+    agent.wait_active([n[0] for n in NODES])
+    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3)
+    create_table(envoy.url, "failover")
+    version = agent.snapshot()["version"]
+
+    sim.node_action("127.0.0.2", "stop")
+    sim.reset()
+    assert send(envoy, 300) == {200: 300}
+    served = sim.counters()
+    assert served.get("127.0.0.2", 0) == 0
+    assert served["127.0.0.3"] + served["127.0.0.4"] == 300
+    assert agent.snapshot()["version"] == version, "the agent noticed too early; the test proves nothing"
+    # The 100 requests that listed the stopped node first were served by their first fallback.
+    assert metric(envoy, "alternator_requests_total", choice="fallback") == 100
+    log = eventually(lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 300 else None,
+                     message="access log flushed")
+    retried = [line for line in log.splitlines() if "GetItem" in line and "attempts=2" in line]
+    assert len(retried) == 100
+    assert all(f"candidates=127.0.0.2:{sim.port}," in line for line in retried)
+
+
+def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim)
+    agent.wait_active([n[0] for n in NODES])
+    envoy = stack.envoy(agent, {"agent": {"error_backoff_ms": 200}}, expect_nodes=3)
+    create_table(envoy.url, "failover")
+
+    agent.stop()
+    eventually(lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 2,
+               message="the filter notices the agent is gone")
+    sim.reset()
+    assert send(envoy, 90) == {200: 90}
+    assert sim.counters() == {"127.0.0.2": 30, "127.0.0.3": 30, "127.0.0.4": 30}
+    assert metric(envoy, "alternator_snapshot_nodes") == 3
+    unreachable = [line for line in envoy.process.log_path.read_text().splitlines()
+                   if "discovery agent unreachable" in line]
+    assert len(unreachable) == 1, unreachable  # logged once per state change, not per poll
