@@ -135,9 +135,10 @@ impl HttpTransport {
             Scheme::Http => builder.https_or_http().enable_http1().wrap_connector(http),
         };
         let client = Client::builder(TokioExecutor::new())
-            // A node is asked at most every active interval; keep a connection a little longer
-            // than the default idle cadence would need, but not forever.
-            .pool_idle_timeout(Duration::from_secs(90))
+            // The scopes of one refresh go to the same node over one connection, and a small
+            // cluster sees each node again within seconds. Rotating over a large cluster would
+            // otherwise leave an idle connection (and its buffers) per node behind.
+            .pool_idle_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(1)
             .build(connector);
         Ok(HttpTransport {
