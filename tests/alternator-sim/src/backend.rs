@@ -2,7 +2,7 @@
 //! DynamoDB Local in the tests) while `/localnodes`, health, faults and counters stay local.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,8 +35,8 @@ pub(crate) struct Backend {
 /// A table's key schema and its indexes' key schemas.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TableSchemas {
-    table: Option<KeySchema>,
-    indexes: HashMap<String, KeySchema>,
+    table: Option<Arc<KeySchema>>,
+    indexes: HashMap<String, Arc<KeySchema>>,
 }
 
 /// Schemas of the tables one request touches.
@@ -44,7 +44,7 @@ pub(crate) struct TableSchemas {
 pub(crate) struct SchemaSet(HashMap<String, TableSchemas>);
 
 impl SchemaSet {
-    pub fn lookup(&self, table: &str, index: Option<&str>) -> Option<KeySchema> {
+    pub fn lookup(&self, table: &str, index: Option<&str>) -> Option<Arc<KeySchema>> {
         let t = self.0.get(table)?;
         match index {
             None => t.table.clone(),
@@ -169,7 +169,7 @@ impl Backend {
                     let t = &desc["Table"];
                     let defs = &t["AttributeDefinitions"];
                     let mut s = TableSchemas {
-                        table: key_schema(&t["KeySchema"], defs),
+                        table: key_schema(&t["KeySchema"], defs).map(Arc::new),
                         indexes: HashMap::new(),
                     };
                     for field in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] {
@@ -178,7 +178,7 @@ impl Backend {
                                 idx["IndexName"].as_str(),
                                 key_schema(&idx["KeySchema"], defs),
                             ) {
-                                s.indexes.insert(name.to_owned(), ks);
+                                s.indexes.insert(name.to_owned(), Arc::new(ks));
                             }
                         }
                     }

@@ -145,9 +145,10 @@ pub(crate) fn dynamo_response(cluster: &Cluster, status: u16, body: Vec<u8>) -> 
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, AMZ_JSON);
-    if let Ok(id) = HeaderValue::from_str(&format!("SIM{:020}", cluster.next_request_id())) {
-        h.insert("x-amzn-requestid", id);
-    }
+    h.insert(
+        "x-amzn-requestid",
+        HeaderValue::from(cluster.next_request_id()),
+    );
     r
 }
 
@@ -245,8 +246,8 @@ async fn dynamodb(
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    match cluster.store.handle(op, &request, host) {
-        Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
+    match cluster.store.handle_to_bytes(op, &request, host) {
+        Ok(body) => dynamo_response(cluster, 200, body),
         Err(e) => error_response(cluster, &e),
     }
 }

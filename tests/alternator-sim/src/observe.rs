@@ -133,7 +133,29 @@ pub(crate) struct KeyLog {
 #[derive(Debug, Default)]
 struct KeyLogInner {
     next_seq: u64,
-    entries: VecDeque<KeyLogEntry>,
+    entries: VecDeque<Entry>,
+}
+
+/// What the ring holds: like [`KeyLogEntry`] without per-entry allocation for the operation.
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    node: IpAddr,
+    operation: Operation,
+    table: String,
+    key: Value,
+}
+
+impl Entry {
+    fn public(&self) -> KeyLogEntry {
+        KeyLogEntry {
+            seq: self.seq,
+            node: self.node,
+            operation: self.operation.name().to_owned(),
+            table: self.table.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 impl KeyLog {
@@ -160,10 +182,10 @@ impl KeyLog {
             }
             let seq = inner.next_seq;
             inner.next_seq += 1;
-            inner.entries.push_back(KeyLogEntry {
+            inner.entries.push_back(Entry {
                 seq,
                 node,
-                operation: operation.name().to_owned(),
+                operation,
                 table,
                 key,
             });
@@ -177,9 +199,9 @@ impl KeyLog {
                 .entries
                 .iter()
                 .filter(|e| e.seq >= s)
-                .cloned()
+                .map(Entry::public)
                 .collect(),
-            None => inner.entries.iter().cloned().collect(),
+            None => inner.entries.iter().map(Entry::public).collect(),
         }
     }
 

@@ -6,6 +6,8 @@ pub(crate) mod expr;
 pub(crate) mod store;
 pub(crate) mod value;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 pub(crate) use error::{DynamoError, ErrorKind};
@@ -149,12 +151,12 @@ fn transact_entries(req: &Value) -> impl Iterator<Item = (&str, &Value)> {
 pub(crate) fn request_keys(
     op: Operation,
     req: &Value,
-    schema: &dyn Fn(&str, Option<&str>) -> Option<KeySchema>,
+    schema: &dyn Fn(&str, Option<&str>) -> Option<Arc<KeySchema>>,
 ) -> Vec<(String, Value)> {
     let hash_of = |table: &str, obj: Option<&Value>| -> Value {
-        let hash_name = schema(table, None).map(|s| s.hash.name);
-        match (hash_name, obj) {
-            (Some(h), Some(o)) => o.get(&h).cloned().unwrap_or(Value::Null),
+        let schema = schema(table, None);
+        match (schema, obj) {
+            (Some(s), Some(o)) => o.get(&s.hash.name).cloned().unwrap_or(Value::Null),
             _ => Value::Null,
         }
     };

@@ -141,14 +141,14 @@ enum IndexProjection {
 #[derive(Debug)]
 struct Index {
     name: String,
-    schema: KeySchema,
+    schema: Arc<KeySchema>,
     projection: IndexProjection,
 }
 
 #[derive(Debug)]
 pub struct Table {
     name: String,
-    schema: KeySchema,
+    schema: Arc<KeySchema>,
     indexes: Vec<Index>,
     description: Map<String, Value>,
     ttl: RwLock<Option<Value>>,
@@ -390,18 +390,53 @@ impl Store {
     }
 
     /// Key schema of a table, for the key log.
-    pub fn key_schema(&self, table: &str) -> Option<KeySchema> {
+    pub fn key_schema(&self, table: &str) -> Option<Arc<KeySchema>> {
         self.tables().get(table).map(|t| t.schema.clone())
     }
 
     /// Key schema of a table or one of its indexes.
-    pub fn index_key_schema(&self, table: &str, index: &str) -> Option<KeySchema> {
+    pub fn index_key_schema(&self, table: &str, index: &str) -> Option<Arc<KeySchema>> {
         let tables = self.tables();
         let t = tables.get(table)?;
         t.indexes
             .iter()
             .find(|i| i.name == index)
             .map(|i| i.schema.clone())
+    }
+
+    /// Run one operation and serialise its answer. GetItem, the benchmark path, writes the
+    /// item straight from the table without copying it.
+    pub fn handle_to_bytes(&self, op: Operation, req: &Value, host: &str) -> DynamoResult<Vec<u8>> {
+        if op == Operation::GetItem {
+            return self.get_item_bytes(req);
+        }
+        self.handle(op, req, host)
+            .map(|v| serde_json::to_vec(&v).unwrap_or_default())
+    }
+
+    fn get_item_bytes(&self, req: &Value) -> DynamoResult<Vec<u8>> {
+        let table = self.table(req)?;
+        let pk = table
+            .schema
+            .key_of(req.get("Key").ok_or_else(key_mismatch)?)?;
+        let mut ctx = ExprContext::from_request(req);
+        let projection = parse_projection(&mut ctx, req)?;
+        no_placeholders_without_expressions(req, req.get("ProjectionExpression").is_some())?;
+        ctx.finish()?;
+        let rows = table.read();
+        let Some(item) = rows.get(&pk) else {
+            return Ok(b"{}".to_vec());
+        };
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(b"{\"Item\":");
+        let written = match &projection {
+            Some(p) => serde_json::to_writer(&mut out, &expr::project(item, p)),
+            None => serde_json::to_writer(&mut out, item),
+        };
+        drop(rows);
+        written.map_err(|e| DynamoError::new(ErrorKind::InternalServerError, e.to_string()))?;
+        out.push(b'}');
+        Ok(out)
     }
 
     pub fn handle(&self, op: Operation, req: &Value, host: &str) -> DynamoResult<Value> {
@@ -554,7 +589,7 @@ impl Store {
                 }
                 indexes.push(Index {
                     name: iname.to_owned(),
-                    schema: ischema,
+                    schema: Arc::new(ischema),
                     projection,
                 });
             }
@@ -600,7 +635,7 @@ impl Store {
         }
         let table = Arc::new(Table {
             name: name.to_owned(),
-            schema,
+            schema: Arc::new(schema),
             indexes,
             description,
             ttl: RwLock::new(None),
