@@ -146,12 +146,15 @@ fn transact_entries(req: &Value) -> impl Iterator<Item = (&str, &Value)> {
         })
 }
 
+/// Key schema of a table (`None` index) or of one of its indexes.
+pub(crate) type SchemaLookup<'a> = &'a dyn Fn(&str, Option<&str>) -> Option<Arc<KeySchema>>;
+
 /// (table, hash-key AttributeValue) pairs a data request touches, for the key log. `schema`
 /// gives a table's key schema, or an index's when asked with `Some(index)`.
 pub(crate) fn request_keys(
     op: Operation,
     req: &Value,
-    schema: &dyn Fn(&str, Option<&str>) -> Option<Arc<KeySchema>>,
+    schema: SchemaLookup<'_>,
 ) -> Vec<(String, Value)> {
     let hash_of = |table: &str, obj: Option<&Value>| -> Value {
         let schema = schema(table, None);
