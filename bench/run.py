@@ -322,6 +322,8 @@ def parse_args(argv=None):
     p.add_argument("--profile-requests", type=int, default=500)
     p.add_argument("--no-nginx", action="store_true", help="skip configuration 6")
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "target" / "bench")
+    p.add_argument("--wasm", type=pathlib.Path,
+                   help="filter .wasm to measure (default: the release build), for A/B runs")
     p.add_argument("--keep-workdir", action="store_true", help="keep rendered configs and logs")
     p.add_argument("--seed", type=int, default=1, help="seed of the interleaving order")
     args = p.parse_args(argv)
@@ -344,6 +346,7 @@ def main(argv=None) -> int:
     elif not shutil.which("nginx"):
         nginx_reason = "nginx is not installed (apt-get unavailable or the install failed)"
 
+    wasm = args.wasm.resolve() if args.wasm else wasm_path()
     report = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "make bench" + (" BENCH_ARGS='" + " ".join(argv or sys.argv[1:]) + "'"
@@ -351,8 +354,8 @@ def main(argv=None) -> int:
         "machine": machine(),
         "versions": versions(),
         "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
-        "wasm_size_bytes": wasm_path().stat().st_size,
-        "wasm_path": str(wasm_path().relative_to(ROOT)) if wasm_path().is_relative_to(ROOT) else wasm_path().name,
+        "wasm_size_bytes": wasm.stat().st_size,
+        "wasm_path": str(wasm.relative_to(ROOT)) if wasm.is_relative_to(ROOT) else wasm.name,
     }
     owned = []
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="alternator-bench-"))
@@ -372,7 +375,7 @@ def main(argv=None) -> int:
     if not args.no_profile:
         print("filter profile: wasmtime host, instructions and host calls per request", flush=True)
         try:
-            report["profile"] = profile_filter.profile(requests=args.profile_requests)
+            report["profile"] = profile_filter.profile(requests=args.profile_requests, wasm=wasm)
         except Exception as exc:  # noqa: BLE001 - a report section, not a reason to lose the rest
             report["profile"] = {"error": repr(exc)}
     if not args.no_criterion:
@@ -424,7 +427,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     filter_envoys = {}
     if wanted("2e"):
         e = Envoy(workdir / "envoy2e", agent3.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values={"ACCESS_LOG_PATH": os.devnull}, with_filter=False)
+                  extra_values=envoy_values(args), with_filter=False)
         owned.append(e)
         e.wait_ready()
         eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
@@ -433,7 +436,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
                               e.url, "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
         e = Envoy(workdir / "envoy3", agent3.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values={"ACCESS_LOG_PATH": os.devnull})
+                  extra_values=envoy_values(args))
         owned.append(e)
         e.wait_ready()
         wait_routing(e, 3)
@@ -443,7 +446,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     if wanted("4"):
         e = Envoy(workdir / "envoy4", agent3.port,
                   {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}},
-                  concurrency=args.envoy_concurrency, extra_values={"ACCESS_LOG_PATH": os.devnull})
+                  concurrency=args.envoy_concurrency, extra_values=envoy_values(args))
         owned.append(e)
         e.wait_ready()
         wait_routing(e, 3)
@@ -458,7 +461,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         agent_large.wait_ready()
         agent_large.wait_active([n[0] for n in nodes])
         e = Envoy(workdir / "envoy5", agent_large.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values={"ACCESS_LOG_PATH": os.devnull})
+                  extra_values=envoy_values(args))
         owned.append(e)
         e.wait_ready()
         wait_routing(e, total)
@@ -523,6 +526,14 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     if not args.no_app and "3" in filter_envoys:
         out["application"] = application(args, filter_envoys["3"].url, seeds, sim.port, workdir)
     return out
+
+
+def envoy_values(args) -> dict:
+    """Placeholders of envoy/envoy.yaml that the benchmark sets beyond the harness defaults."""
+    values = {"ACCESS_LOG_PATH": os.devnull}
+    if args.wasm:
+        values["WASM_PATH"] = str(args.wasm.resolve())
+    return values
 
 
 def ratios(results) -> dict:
