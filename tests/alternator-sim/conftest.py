@@ -12,7 +12,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from harness.sim import SimProcess  # noqa: E402
 
 NODES = [("127.0.0.1", "dc1", "rack1"), ("127.0.0.2", "dc1", "rack2"), ("127.0.0.3", "dc2", "rack1")]
-CREDENTIALS = {"aws_access_key_id": "sim-test", "aws_secret_access_key": "sim-test-secret"}
+# DynamoDB Local (the --backend test) accepts only letters and digits in access key ids.
+CREDENTIALS = {"aws_access_key_id": "simtest", "aws_secret_access_key": "simtestsecret"}
 
 
 def client(endpoint: str, attempts: int = 1, read_timeout: float = 10.0, **credentials):
