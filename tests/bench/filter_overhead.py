@@ -17,9 +17,8 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "e2e"))
 
-from conftest import RawDynamo, Stack, create_table, wait_routing  # noqa: E402
+from harness.stack import RawDynamo, Stack, create_table, wait_routing  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]

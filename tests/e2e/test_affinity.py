@@ -3,7 +3,7 @@ import collections
 import json
 import random
 
-from conftest import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 KEYS = 1000

@@ -1,7 +1,7 @@
 """Failure handling a user relies on: retries walk the filter's list, and an agent outage is survived."""
 import collections
 
-from conftest import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -32,7 +32,7 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     sim.node_action("127.0.0.2", "stop")
     sim.reset()
     assert send(envoy, 300) == {200: 300}
-    served = sim.counters()
+    served = sim.totals()
     assert served.get("127.0.0.2", 0) == 0
     assert served["127.0.0.3"] + served["127.0.0.4"] == 300
     assert agent.snapshot()["version"] == version, "the agent noticed too early; the test proves nothing"
@@ -57,7 +57,7 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
                message="the filter notices the agent is gone")
     sim.reset()
     assert send(envoy, 90) == {200: 90}
-    assert sim.counters() == {"127.0.0.2": 30, "127.0.0.3": 30, "127.0.0.4": 30}
+    assert sim.totals() == {"127.0.0.2": 30, "127.0.0.3": 30, "127.0.0.4": 30}
     assert metric(envoy, "alternator_snapshot_nodes") == 3
     unreachable = [line for line in envoy.process.log_path.read_text().splitlines()
                    if "discovery agent unreachable" in line]

@@ -1,7 +1,7 @@
 """Filter behaviour a user relies on, beyond the issue's scenarios: forged headers, config errors."""
 import subprocess
 
-from conftest import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric
 from harness.util import eventually
 from harness.envoy import ENVOY_YAML, envoy_binary, plugin_config_value, render_template, unique_base_id, validation_values
 
@@ -23,7 +23,7 @@ def test_client_cannot_choose_the_node(stack):
             assert status == 200
     finally:
         client.close()
-    assert sim.counters() == {"127.0.0.2": 20, "127.0.0.3": 20}
+    assert sim.totals() == {"127.0.0.2": 20, "127.0.0.3": 20}
     # The access log shows the filter's header, not the client's: both nodes appear first.
     log = eventually(lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 40 else None,
                      message="access log flushed")

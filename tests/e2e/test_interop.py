@@ -5,7 +5,7 @@ import json
 import alternator
 from alternator.config import KeyRouteAffinityConfig, KeyRouteAffinityMode
 
-from conftest import RawDynamo, create_table
+from harness.stack import RawDynamo, create_table
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
          ("127.0.0.5", "dc1", "rack2")]

@@ -1,7 +1,7 @@
 """Issue test 6: a node that joins receives traffic as soon as the filter has the refreshed snapshot."""
 import collections
 
-from conftest import RawDynamo, create_table, metric, wait_synced
+from harness.stack import RawDynamo, create_table, metric, wait_synced
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -36,7 +36,7 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     wait_synced(envoy, agent)
     sim.reset()
     assert send(envoy, 60) == {200: 60}
-    assert sim.counters().get(NEW, 0) == 0
+    assert sim.totals().get(NEW, 0) == 0
 
     # Its port opens: the agent's probe promotes it, the long-poll hands the filter the new
     # snapshot, and from then on round robin includes it.
@@ -45,6 +45,6 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     wait_synced(envoy, agent)
     sim.reset()
     assert send(envoy, 400) == {200: 400}
-    served = sim.counters()
+    served = sim.totals()
     assert served.get(NEW, 0) == 100, served
     assert metric(envoy, "alternator_requests_total", node=f"{NEW}:{sim.port}") == 100

@@ -1,7 +1,7 @@
 """Issue test 1: round robin over 3 nodes with two Envoy workers."""
 import threading
 
-from conftest import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 REQUESTS = 30_000
@@ -39,7 +39,7 @@ def test_round_robin_spreads_30000_getitems_evenly(stack):
         t.join()
     assert not errors, errors[:3]
 
-    served = sim.counters()
+    served = sim.totals()
     assert sum(served.values()) == REQUESTS, served
     mean = REQUESTS / len(NODES)
     for address, _, _ in NODES:

@@ -1,7 +1,7 @@
 """Issue test 2: rack scope, and what happens when the rack empties (fallback vs strict)."""
 import collections
 
-from conftest import RawDynamo, create_table, metric, wait_synced
+from harness.stack import RawDynamo, create_table, metric, wait_synced
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
          ("127.0.0.5", "dc1", "rack2")]
@@ -18,7 +18,7 @@ def served_by(sim, envoy, count, table="scope"):
             statuses[status] += 1
     finally:
         client.close()
-    return {a: n for a, n in sim.counters().items() if n}, statuses
+    return {a: n for a, n in sim.totals().items() if n}, statuses
 
 
 def test_rack_scope_serves_from_local_rack_then_falls_back_or_refuses(stack):

@@ -14,7 +14,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import metric
+from harness.stack import metric
 from harness.util import ROOT, target_dir
 
 AKID, SECRET = "alternator", "secret_pass"

@@ -1,0 +1,121 @@
+"""An end-to-end stack for tests and reports: alternator-sim + discovery agent + Envoy with the filter.
+
+Every process is started on free ports and owned by the `Stack` that started it; `teardown()`
+stops them by PID in reverse order. Also small DynamoDB and metrics helpers the tests share.
+"""
+import http.client
+import json
+import pathlib
+
+from .agent import Agent
+from .envoy import Envoy
+from .sim import SimProcess
+from .util import eventually
+
+TARGET_PREFIX = "DynamoDB_20120810."
+
+
+class Stack:
+    """What a test started; torn down in reverse order by the `stack` fixture."""
+
+    def __init__(self, base: pathlib.Path):
+        self.base = base
+        self.owned = []
+
+    def sim(self, nodes, enforce_auth=None) -> SimProcess:
+        self.base.mkdir(parents=True, exist_ok=True)
+        s = SimProcess(nodes, enforce_auth=enforce_auth, log_path=self.base / f"sim{len(self.owned)}.log")
+        self.owned.append(s)
+        return s
+
+    def agent(self, sim: SimProcess, **kwargs) -> Agent:
+        seeds = [n["address"] for n in sim.info["nodes"]]
+        a = Agent(self.base / f"agent{len(self.owned)}", seeds, sim.port, **kwargs)
+        self.owned.append(a)
+        return a.wait_ready()
+
+    def envoy(self, agent: Agent, plugin_config: dict, concurrency: int = 1, expect_nodes=None) -> Envoy:
+        e = Envoy(self.base / f"envoy{len(self.owned)}", agent.port, plugin_config, concurrency=concurrency)
+        self.owned.append(e)
+        e.wait_ready()
+        if expect_nodes is not None:
+            wait_routing(e, expect_nodes)
+        return e
+
+    def teardown(self):
+        failures = []
+        for thing in reversed(self.owned):
+            try:
+                thing.stop()
+            except Exception as exc:  # noqa: BLE001 - stop everything, report after
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
+def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0):
+    """Until Envoy's EDS has `nodes` healthy members and the filter's snapshot has `nodes` nodes."""
+    def ready():
+        stats = envoy.stats()
+        return (len(envoy.healthy_members()) == nodes
+                and stats.get("wasmcustom.alternator_snapshot_nodes") == nodes)
+
+    eventually(ready, timeout=timeout, message=f"envoy routes over {nodes} nodes")
+
+
+def wait_synced(envoy: Envoy, agent: Agent, timeout: float = 30.0):
+    """Until the filter routes on the agent's current snapshot version."""
+    def synced():
+        want = agent.snapshot()["version"]
+        return envoy.stats().get("wasmcustom.alternator_snapshot_version") == want
+
+    eventually(synced, timeout=timeout, message="filter has the agent's snapshot")
+
+
+def metric(envoy: Envoy, name: str, **labels) -> int:
+    """Sum of a filter metric (Prometheus name) whose labels include `labels`."""
+    total = 0
+    for line in envoy.prometheus().splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += int(float(value))
+    return total
+
+
+class RawDynamo:
+    """Unsigned DynamoDB JSON requests over one keep-alive connection (sim without auth)."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def call(self, operation: str, body: dict, headers=None):
+        payload = json.dumps(body).encode()
+        h = {"x-amz-target": TARGET_PREFIX + operation, "content-type": "application/x-amz-json-1.0"}
+        h.update(headers or {})
+        self.conn.request("POST", "/", body=payload, headers=h)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+    def close(self):
+        self.conn.close()
+
+
+def create_table(url: str, table: str, hash_key: str = "pk", range_key: str | None = None):
+    client = RawDynamo(url)
+    try:
+        attrs = [{"AttributeName": hash_key, "AttributeType": "S"}]
+        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            attrs.append({"AttributeName": range_key, "AttributeType": "S"})
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        status, body = client.call("CreateTable", {
+            "TableName": table, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": attrs, "KeySchema": schema,
+        })
+        assert status == 200, f"CreateTable {table}: {status} {body}"
+    finally:
+        client.close()
