@@ -2,9 +2,9 @@
 from xml.sax.saxutils import escape
 
 ROW = 34
-LEFT = 330
-BAR_MAX = 380
-WIDTH = LEFT + BAR_MAX + 230
+LEFT = 400
+BAR_MAX = 340
+WIDTH = LEFT + BAR_MAX + 440
 
 
 def render(report: dict) -> str:
@@ -25,11 +25,13 @@ def render(report: dict) -> str:
         width = max(1.0, BAR_MAX * r["rps"] / peak)
         color = "#3b7dd8" if r["id"] in ("3", "4", "5") else "#9aa5b1"
         label = f'{r["id"]}  {r["title"]}'
-        out.append(f'<text x="16" y="{y + 19}">{escape(label[:46])}</text>')
+        out.append(f'<text x="16" y="{y + 19}">{escape(label[:56])}</text>')
         out.append(f'<rect x="{LEFT}" y="{y + 5}" width="{width:.1f}" height="{ROW - 12}" fill="{color}"/>')
         out.append(f'<text x="{LEFT + width + 6:.1f}" y="{y + 19}">{r["rps"]:.0f}</text>')
-        out.append(f'<text x="{LEFT + BAR_MAX + 70}" y="{y + 19}" fill="#333">'
-                   f'p50 {r["p50_us"] / 1000:.2f} ms · p99 {r["p99_us"] / 1000:.2f} ms</text>')
+        cpu = r.get("proxy_cpu_us_per_request")
+        cpu_text = f" · proxy CPU {cpu:.0f} µs/req" if cpu is not None else ""
+        out.append(f'<text x="{LEFT + BAR_MAX + 60}" y="{y + 19}" fill="#333">'
+                   f'p50 {r["p50_us"] / 1000:.2f} ms · p99 {r["p99_us"] / 1000:.2f} ms{cpu_text}</text>')
     y = top + ROW * len(rows) + 24
     ratios = report.get("ratios", {})
     parts = [f'{name} {q["throughput"] * 100:.1f}% (p99 {q["added_p99_us"]:+.0f} µs)'
