@@ -249,6 +249,8 @@ def summarize(config: Config) -> dict:
         "errors": sum(sum(r["errors"].values()) for r in runs),
         "runs": runs,
     }
+    if runs and "served_by" in runs[-1]:
+        out["served_by"] = runs[-1]["served_by"]
     if any("proxy_cpu_us_per_request" in r for r in runs):
         out["proxy_cpu_us_per_request"] = med("proxy_cpu_us_per_request")
     return out
@@ -497,7 +499,9 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         round_order = list(configs)
         order.shuffle(round_order)
         for c in round_order:
+            before = sim.totals()
             r = run_wrk(c, args.duration, args)
+            r["served_by"] = spread(before, sim.totals())
             c.runs.append(r)
             sim_requests += r["requests"]
             print(f"  rep {rep + 1}/{args.repetitions} config {c.id:>2}: {r['rps']:8.0f} req/s  "
@@ -524,7 +528,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     }
     out["goals"] = goals(out["ratios"])
     if not args.no_app and "3" in filter_envoys:
-        out["application"] = application(args, filter_envoys["3"].url, seeds, sim.port, workdir)
+        out["application"] = application(args, filter_envoys["3"].url, seeds, sim.port, sim)
     return out
 
 
@@ -582,7 +586,17 @@ def goals(ratios_: dict) -> list:
     return out
 
 
-def application(args, envoy_url: str, seeds, port: int, workdir: pathlib.Path) -> dict:
+def spread(before: dict, after: dict) -> dict:
+    """How a run's requests landed on the sim's nodes: how many nodes, and the busiest share."""
+    counts = {a: after.get(a, 0) - before.get(a, 0) for a in after}
+    served = {a: n for a, n in counts.items() if n > 0}
+    total = sum(served.values())
+    return {"nodes": len(served), "requests": total,
+            "max_share": max(served.values()) / total if total else 0.0,
+            "min_share": min(served.values()) / total if total else 0.0}
+
+
+def application(args, envoy_url: str, seeds, port: int, sim: SimProcess) -> dict:
     """boto3 through Envoy + filter versus alternator-client direct: alternating, medians."""
     runs = {"boto3_via_envoy_filter": [], "alternator_client_direct": []}
     py = sys.executable
@@ -599,11 +613,13 @@ def application(args, envoy_url: str, seeds, port: int, workdir: pathlib.Path) -
           flush=True)
     for rep in range(args.repetitions):
         for name, cmd in commands.items():
+            before = sim.totals()
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
             if p.returncode != 0 or line is None:
                 return {"error": f"{name}: exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"}
             r = json.loads(line.removeprefix("BENCH-JSON "))
+            r["served_by"] = spread(before, sim.totals())
             runs[name].append(r)
             print(f"  rep {rep + 1}/{args.repetitions} {name:26}: {r['rps']:7.0f} req/s  "
                   f"errors {r['errors']}", flush=True)
@@ -630,12 +646,12 @@ def format_table(report: dict) -> str:
                  f"sim {s['sim_threads']} thread(s).")
     lines.append("")
     lines.append(f"{'#':>3}  {'configuration':50} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-                 f"{'proxy CPU µs/req':>17} {'errors':>6}")
+                 f"{'proxy CPU µs/req':>17} {'errors':>6} {'nodes':>5}")
     for r in report.get("configurations", []):
         cpu = r.get("proxy_cpu_us_per_request")
         lines.append(f"{r['id']:>3}  {r['title'][:50]:50} {r['rps']:9.0f} {r['p50_us'] / 1000:8.2f} "
                      f"{r['p99_us'] / 1000:8.2f} {('%.1f' % cpu) if cpu is not None else '-':>17} "
-                     f"{r['errors']:>6}")
+                     f"{r['errors']:>6} {r.get('served_by', {}).get('nodes', '-'):>5}")
     for cid, reason in report.get("skipped", {}).items():
         lines.append(f"{cid:>3}  skipped: {reason}")
     lines.append("")
@@ -662,7 +678,8 @@ def format_table(report: dict) -> str:
         lines.append(f"application ({app['threads']} threads, {app['requests_per_run']} requests): "
                      f"boto3 via Envoy+filter {a['rps']:.0f} req/s (p99 {a['p99_ms']:.1f} ms), "
                      f"alternator-client direct {b['rps']:.0f} req/s (p99 {b['p99_ms']:.1f} ms), "
-                     f"ratio {app['ratio_envoy_over_client'] * 100:.0f}%")
+                     f"ratio {app['ratio_envoy_over_client'] * 100:.0f}%; nodes used "
+                     f"{a['runs'][-1]['served_by']['nodes']} / {b['runs'][-1]['served_by']['nodes']}")
     elif app:
         lines.append(f"application comparison failed: {app['error']}")
     prof = report.get("profile")
