@@ -96,8 +96,16 @@ async fn idle_cadence_then_active_while_traffic_is_reported() {
     let cluster = MemoryCluster::with_nodes(3);
     let agent = AgentUnderTest::start_with(config(), cluster.clone()).await;
 
-    tokio::time::sleep(Duration::from_secs(300)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first_version = agent.snapshot().await.unwrap()["version"].clone();
+    // To t = 330 s: mid-way between two idle refreshes (0, 60, ..., 300, then 360).
+    tokio::time::sleep(Duration::from_secs(329)).await;
     let idle = cluster.discovery_count();
+    assert_eq!(
+        agent.snapshot().await.unwrap()["version"],
+        first_version,
+        "refreshes that change nothing do not bump the version"
+    );
     assert!(
         (5..=6).contains(&idle),
         "one refresh per 60 s idle interval, got {idle}"
