@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alternator_routing::endpoint::Scheme;
 use alternator_routing::health::HealthThresholds;
 use alternator_routing::scope::{Scope, ScopeError, ScopeMode as RoutingScopeMode, ScopePolicy};
-use alternator_routing::snapshot::NodeSnapshot;
+use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 use bytes::Bytes;
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -380,9 +380,11 @@ impl<T: Transport> Discoverer<T> {
     fn apply_probe(&mut self, address: IpAddr, ok: bool) {
         self.shared.metrics.count_probe(ok);
         let now = Instant::now();
-        let before = self.topology.health(address);
+        let name = |h: Option<HealthState>| h.map_or("gone", HealthState::as_str);
+        let before = name(self.topology.health(address));
         if self.topology.record_probe(address, ok, now) {
-            info!(%address, from = ?before, to = ?self.topology.health(address), "node health changed by probe");
+            let after = name(self.topology.health(address));
+            info!(%address, from = before, to = after, "node health changed by probe");
             self.publish();
         } else if !ok {
             debug!(%address, "probe failed; node stays unvetted");

@@ -32,8 +32,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return usage_error(&format!("error: {error}")),
     };
+    // Colours only for a person at a terminal, never in files or log shippers.
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match log_format {
         LogFormat::Human => subscriber.init(),
