@@ -196,3 +196,26 @@ async fn backoff_grows_with_jitter_while_nothing_answers() {
     assert_eq!(agent.get("/readyz").await.status, 503);
     agent.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn known_nodes_share_the_discovery_load_and_seeds_are_spared() {
+    let cluster = MemoryCluster::with_nodes(3);
+    let mut config = config();
+    config.idle_interval = Duration::from_secs(1);
+    let agent = AgentUnderTest::start_with(config, cluster.clone()).await;
+    tokio::time::sleep(Duration::from_millis(29_500)).await;
+    let mut asked: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, host, path) in cluster.0.lock().unwrap().log.iter() {
+        if path.starts_with("/localnodes") {
+            *asked.entry(host.clone()).or_default() += 1;
+        }
+    }
+    // 30 refreshes: the first goes to the seed (nothing else is known yet), then the three
+    // active nodes take turns.
+    assert_eq!(asked.values().sum::<usize>(), 30, "{asked:?}");
+    for node in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        let n = asked.get(node).copied().unwrap_or(0);
+        assert!((9..=11).contains(&n), "{node} asked {n} times: {asked:?}");
+    }
+    agent.stop().await;
+}
