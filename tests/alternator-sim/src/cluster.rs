@@ -351,11 +351,12 @@ impl Cluster {
     pub async fn stop_node(&self, address: IpAddr) -> Result<(), SimError> {
         let node = self.node(address)?;
         node.cancel_ready_timer();
+        // Close before clearing `hung`, so requests a hung node holds are reset, not answered.
+        self.close(&node).await;
         node.faults.send_modify(|f| {
             f.hung = false;
             f.listed_not_ready = false;
         });
-        self.close(&node).await;
         tracing::info!(%address, "node stopped");
         Ok(())
     }

@@ -240,6 +240,24 @@ async fn hang_accepts_but_never_answers_until_started() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stopping_a_hung_node_resets_the_requests_it_holds() {
+    let sim = start(three_nodes()).await;
+    sim.hang_node(ip(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut c = connect(sim.endpoint(ip(1)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pending = tokio::spawn(async move { c.get("/").await.map(|a| a.status) });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.stop_node(ip(1)).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome = tokio::time::timeout(Duration::from_secs(5), pending).await;
+    assert!(
+        matches!(outcome, Ok(Ok(Err(_)))),
+        "the held request fails instead of being answered: {outcome:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn slow_adds_latency() {
     let sim = start(three_nodes()).await;
     sim.set_latency(ip(1), Duration::from_millis(300))
