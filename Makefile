@@ -82,11 +82,16 @@ test: lint deny unit validate-envoy validate-deploy e2e
 
 # The filter's cost over plain Envoy and nginx, side by side (bench/README.md). A report, never a
 # pass/fail gate; BENCH_ARGS passes flags, e.g. BENCH_ARGS=--long or BENCH_ARGS='--only 2,3'.
-bench: bench-tools bench-venv wasm native
+bench: bench-tools bench-venv bench-noop wasm native
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
 
 bench-tools:
 	@bench/install-tools.sh
+
+# A do-nothing proxy-wasm filter (its own workspace), built where the harness looks for modules.
+bench-noop: toolchain
+	CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" $(CARGO) build \
+		--manifest-path bench/noop-filter/Cargo.toml --target $(WASM_TARGET) --release
 
 bench-venv: $(VENV)/.bench-installed
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed

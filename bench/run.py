@@ -10,6 +10,8 @@ configurations in a shuffled order, medians reported):
   2w  configuration 2 with the PutItem workload of configuration 4 (the like-for-like base of 4)
   2e  the shipped envoy/envoy.yaml without the filter (EDS + override_host falling back to round
       robin): 3 against 2e isolates the wasm filter from the cluster machinery
+  2n  the shipped envoy/envoy.yaml with a do-nothing proxy-wasm filter (bench/noop-filter):
+      2n against 2e is the price of any wasm filter, 3 against 2n alternator-filter's own work
   3   Envoy + filter, round robin, the shipped envoy/envoy.yaml (the headers-only path)
   4   Envoy + filter, key affinity ANY_WRITE, 1 KB PutItem bodies (the body path)
   5   configuration 3 with 100 nodes in the snapshot (and in EDS)
@@ -420,7 +422,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
 
     agent3 = agent_large = None
     seeds = [n[0] for n in nodes[:3]]
-    if wanted("2e") or wanted("3") or wanted("4"):
+    if wanted("2e") or wanted("2n") or wanted("3") or wanted("4"):
         agent3 = Agent(workdir / "agent3", seeds, sim.port, datacenter="dc1",
                        active_interval="1s", idle_interval="5s", probe_period="5s")
         owned.append(agent3)
@@ -436,6 +438,19 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
                    message="EDS gives envoy 2e three members")
         configs.append(Config("2e", "shipped config, no filter (EDS + override_host)",
                               e.url, "GetItem", proxy_pid=e.process.pid))
+    if wanted("2n"):
+        noop = noop_wasm()
+        if noop is None:
+            print("configuration 2n skipped: bench/noop-filter is not built (make bench builds it)")
+        else:
+            e = Envoy(workdir / "envoy2n", agent3.port, {}, concurrency=args.envoy_concurrency,
+                      extra_values={**envoy_values(args), "WASM_PATH": str(noop)})
+            owned.append(e)
+            e.wait_ready()
+            eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
+                       message="EDS gives envoy 2n three members")
+            configs.append(Config("2n", "shipped config, a do-nothing wasm filter", e.url,
+                                  "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
         e = Envoy(workdir / "envoy3", agent3.port, {}, concurrency=args.envoy_concurrency,
                   extra_values=envoy_values(args))
@@ -532,6 +547,12 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     return out
 
 
+def noop_wasm() -> pathlib.Path | None:
+    """bench/noop-filter's module (built into the same target directory as everything else)."""
+    path = target_dir() / "wasm32-wasip1" / "release" / "alternator_bench_noop_filter.wasm"
+    return path if path.exists() else None
+
+
 def envoy_values(args) -> dict:
     """Placeholders of envoy/envoy.yaml that the benchmark sets beyond the harness defaults."""
     values = {"ACCESS_LOG_PATH": os.devnull}
@@ -558,6 +579,8 @@ def ratios(results) -> dict:
 
     pair("3/2", "3", "2", "filter, headers-only path, over plain Envoy (GetItem)")
     pair("3/2e", "3", "2e", "the wasm filter alone: shipped config with and without it (GetItem)")
+    pair("2n/2e", "2n", "2e", "the fixed price of any Rust proxy-wasm filter (GetItem)")
+    pair("3/2n", "3", "2n", "alternator-filter's own work over a do-nothing filter (GetItem)")
     pair("4/2", "4", "2w", "filter, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
     pair("5/2", "5", "2", "filter with 100 nodes over plain Envoy with 3 (GetItem)")
     pair("5/3", "5", "3", "100 nodes over 3 nodes, both with the filter (GetItem)")
