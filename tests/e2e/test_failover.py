@@ -1,5 +1,6 @@
 """Failure handling a user relies on: retries walk the filter's list, and an agent outage is survived."""
 import collections
+import threading
 
 from harness.stack import RawDynamo, create_table, metric
 from harness.util import eventually
@@ -62,3 +63,42 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
     unreachable = [line for line in envoy.process.log_path.read_text().splitlines()
                    if "discovery agent unreachable" in line]
     assert len(unreachable) == 1, unreachable  # logged once per state change, not per poll
+
+
+def test_reads_survive_a_node_dying_mid_request_and_writes_are_not_replayed(stack):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
+    agent.wait_active([n[0] for n in NODES])
+    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3)
+    create_table(envoy.url, "failover")
+    version = agent.snapshot()["version"]
+
+    def in_flight():
+        return envoy.stats().get("cluster.alternator.upstream_rq_active", 0)
+
+    for victim, operation, body, expected in [
+        ("127.0.0.2", "GetItem", {"TableName": "failover", "Key": {"pk": {"S": "k"}}}, [200, 200, 200]),
+        ("127.0.0.3", "PutItem", {"TableName": "failover", "Item": {"pk": {"S": "k"}}}, [200, 200, 503]),
+    ]:
+        # The node takes its time; round robin gives it exactly one of three requests.
+        sim.slow_node(victim, 20_000)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(one_call(envoy, operation, body)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        eventually(lambda: len(results) == 2 and in_flight() == 1, message="one request held by the slow node")
+        sim.stop_node(victim)  # resets the held request's connection
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(results) == expected, (operation, results)
+        sim.start_node(victim)
+    assert agent.snapshot()["version"] == version, "the agent noticed; the test proves nothing"
+
+
+def one_call(envoy, operation, body):
+    client = RawDynamo(envoy.url)
+    try:
+        return client.call(operation, body)[0]
+    finally:
+        client.close()

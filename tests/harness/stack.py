@@ -98,7 +98,10 @@ class RawDynamo:
         self.conn.request("POST", "/", body=payload, headers=h)
         r = self.conn.getresponse()
         data = r.read()
-        return r.status, (json.loads(data) if data else None)
+        try:
+            return r.status, (json.loads(data) if data else None)
+        except ValueError:
+            return r.status, data.decode(errors="replace")  # Envoy's own plain-text replies
 
     def close(self):
         self.conn.close()
