@@ -304,14 +304,19 @@ SCENARIOS = [
 ]
 
 
-def profile(requests: int = 2000, wasm: pathlib.Path | None = None) -> dict:
+def profile(requests: int = 2000, wasm: pathlib.Path | None = None,
+            noop: pathlib.Path | None = None) -> dict:
+    """Every scenario on `wasm`; with `noop` (bench/noop-filter), also the SDK's floor."""
     wasm = wasm or wasm_path()
     out = {"wasm": wasm.name, "wasm_size_bytes": wasm.stat().st_size, "requests": requests,
            "method": "wasmtime fuel (wasm instructions) and host-call counts per request",
            "scenarios": {}}
     response = b'{"Item":{"pk":{"S":"user-000001"},"name":{"S":"user 1"},"visits":{"N":"1"}}}'
-    for name, plugin_config, nodes, operation, body in SCENARIOS:
-        host = Host(wasm, plugin_config)
+    scenarios = [(wasm, *scenario) for scenario in SCENARIOS]
+    if noop is not None:
+        scenarios.append((noop, "do_nothing_filter_getitem", {}, 3, "GetItem", get_item_body))
+    for module, name, plugin_config, nodes, operation, body in scenarios:
+        host = Host(module, plugin_config)
         host.start()
         host.store_snapshot(snapshot(nodes), 7)
         # Warm-up: the first request parses the snapshot; the first requests to each node
@@ -367,9 +372,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--wasm", type=pathlib.Path)
+    p.add_argument("--noop", type=pathlib.Path, help="bench/noop-filter's .wasm: adds the SDK's floor")
     p.add_argument("--json", action="store_true", help="print the full JSON instead of the table")
     args = p.parse_args()
-    result = profile(args.requests, args.wasm)
+    result = profile(args.requests, args.wasm, args.noop)
     print(json.dumps(result, indent=2) if args.json else format_profile(result))
 
 

@@ -379,7 +379,8 @@ def main(argv=None) -> int:
     if not args.no_profile:
         print("filter profile: wasmtime host, instructions and host calls per request", flush=True)
         try:
-            report["profile"] = profile_filter.profile(requests=args.profile_requests, wasm=wasm)
+            report["profile"] = profile_filter.profile(requests=args.profile_requests, wasm=wasm,
+                                                      noop=noop_wasm())
         except Exception as exc:  # noqa: BLE001 - a report section, not a reason to lose the rest
             report["profile"] = {"error": repr(exc)}
     if not args.no_criterion:
