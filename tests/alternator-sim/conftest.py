@@ -3,30 +3,14 @@ import pathlib
 import sys
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the `harness` package
+sys.path.insert(0, str(HERE))  # simtest
 
 from harness.sim import SimProcess  # noqa: E402
-
-NODES = [("127.0.0.1", "dc1", "rack1"), ("127.0.0.2", "dc1", "rack2"), ("127.0.0.3", "dc2", "rack1")]
-# DynamoDB Local (the --backend test) accepts only letters and digits in access key ids.
-CREDENTIALS = {"aws_access_key_id": "simtest", "aws_secret_access_key": "simtestsecret"}
-
-
-def client(endpoint: str, attempts: int = 1, read_timeout: float = 10.0, **credentials):
-    """A low-level DynamoDB client pointed at one node (one attempt, no retries, unless asked)."""
-    creds = credentials or CREDENTIALS
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": attempts, "mode": "standard"},
-                      connect_timeout=2, read_timeout=read_timeout),
-        **creds,
-    )
+from simtest import NODES, client  # noqa: E402
 
 
 @pytest.fixture

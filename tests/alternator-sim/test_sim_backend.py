@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NODES, client
+from simtest import NODES, client
 from harness.sim import SimProcess
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -6,7 +6,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from conftest import CREDENTIALS, client
+from simtest import CREDENTIALS, client
 
 
 def error_code(excinfo) -> str:

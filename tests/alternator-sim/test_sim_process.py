@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from conftest import NODES, client
+from simtest import NODES, client
 from harness.sim import ControlError, SimProcess, sim_binary
 
 

@@ -9,7 +9,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import NODES, client
+from simtest import NODES, client
 from harness.sim import SimProcess
 
 AKID, SECRET = "AKIDSIMTEST", "sim/secret+key"
