@@ -1271,90 +1271,215 @@ pub fn analyze_key_condition(
             "Conditions can be of length 1 or 2 only",
         ));
     }
+    let unsupported = || DynamoError::validation("Query key condition not supported");
+    let missed = |name: &str| {
+        DynamoError::validation(format!("Query condition missed key schema element: {name}"))
+    };
     let mut hash_value = None;
     let mut range_cond = None;
-    let unsupported = || DynamoError::validation("Query key condition not supported");
     for part in parts {
-        let (attr, rc_or_hash): (String, Result<RangeCondition, Value>) = match part {
-            Condition::Cmp(lhs, op, rhs) => {
-                // Normalise `:v < a` into `a > :v`.
-                let (p, op, v) = match (lhs, rhs) {
-                    (Operand::Path(p), Operand::Value(v)) => (p, op, v),
-                    (Operand::Value(v), Operand::Path(p)) => (p, op.flipped(), v),
-                    _ => return Err(unsupported()),
-                };
-                let name = single_name(&p).ok_or_else(unsupported)?.to_owned();
-                if op == CmpOp::Ne {
-                    return Err(DynamoError::validation(
-                        "Unsupported operator in KeyConditionExpression: <>",
-                    ));
-                }
-                if Some(name.as_str()) == Some(hash.0) && op == CmpOp::Eq {
-                    (name, Err(v))
-                } else {
-                    let want = range.map(|r| r.1).unwrap_or("S");
-                    let kv = key_value_of(&v, want, &name)?;
-                    (name, Ok(RangeCondition::Cmp(op, kv)))
-                }
+        // Which attribute the part constrains, in a normal form (`:v < a` becomes `a > :v`).
+        let (path, part) = match part {
+            Condition::Cmp(Operand::Path(p), op, v @ Operand::Value(_)) => {
+                (p.clone(), Condition::Cmp(Operand::Path(p), op, v))
             }
-            Condition::Between(Operand::Path(p), Operand::Value(lo), Operand::Value(hi)) => {
-                let name = single_name(&p).ok_or_else(unsupported)?.to_owned();
-                let want = range.map(|r| r.1).unwrap_or("S");
-                let (lo, hi) = (
-                    key_value_of(&lo, want, &name)?,
-                    key_value_of(&hi, want, &name)?,
-                );
+            Condition::Cmp(v @ Operand::Value(_), op, Operand::Path(p)) => {
+                (p.clone(), Condition::Cmp(Operand::Path(p), op.flipped(), v))
+            }
+            Condition::Between(Operand::Path(p), lo, hi) => {
+                (p.clone(), Condition::Between(Operand::Path(p), lo, hi))
+            }
+            Condition::BeginsWith(Operand::Path(p), v) => {
+                (p.clone(), Condition::BeginsWith(Operand::Path(p), v))
+            }
+            _ => return Err(unsupported()),
+        };
+        let name = single_name(&path).ok_or_else(unsupported)?;
+        if name == hash.0 {
+            let Condition::Cmp(_, CmpOp::Eq, Operand::Value(v)) = part else {
+                return Err(unsupported());
+            };
+            if hash_value.is_some() {
+                return Err(unsupported());
+            }
+            key_value_of(&v, hash.1, name)?;
+            hash_value = Some(v);
+            continue;
+        }
+        let Some((range_name, range_type)) = range.filter(|r| r.0 == name) else {
+            return Err(missed(range.map_or(hash.0, |r| r.0)));
+        };
+        if range_cond.is_some() {
+            return Err(unsupported());
+        }
+        range_cond = Some(match part {
+            Condition::Cmp(_, CmpOp::Ne, _) => {
+                return Err(DynamoError::validation(
+                    "Unsupported operator in KeyConditionExpression: <>",
+                ))
+            }
+            Condition::Cmp(_, op, Operand::Value(v)) => {
+                RangeCondition::Cmp(op, key_value_of(&v, range_type, range_name)?)
+            }
+            Condition::Between(_, Operand::Value(lo), Operand::Value(hi)) => {
+                let lo = key_value_of(&lo, range_type, range_name)?;
+                let hi = key_value_of(&hi, range_type, range_name)?;
                 if lo > hi {
                     return Err(DynamoError::validation(
                         "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound",
                     ));
                 }
-                (name, Ok(RangeCondition::Between(lo, hi)))
+                RangeCondition::Between(lo, hi)
             }
-            Condition::BeginsWith(Operand::Path(p), Operand::Value(v)) => {
-                let name = single_name(&p).ok_or_else(unsupported)?.to_owned();
+            Condition::BeginsWith(_, Operand::Value(v)) => {
                 if !matches!(split(&v), Some(("S" | "B", _))) {
                     return Err(DynamoError::validation(
                         "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with",
                     ));
                 }
-                (name, Ok(RangeCondition::BeginsWith(v)))
+                RangeCondition::BeginsWith(v)
             }
             _ => return Err(unsupported()),
-        };
-        match rc_or_hash {
-            Err(v) => {
-                if hash_value.is_some() {
-                    return Err(unsupported());
-                }
-                key_value_of(&v, hash.1, &attr)?;
-                hash_value = Some(v);
-            }
-            Ok(rc) => {
-                if Some(attr.as_str()) == Some(hash.0) {
-                    return Err(DynamoError::validation("Query key condition not supported"));
-                }
-                if range.map(|r| r.0) != Some(attr.as_str()) {
-                    return Err(DynamoError::validation(format!(
-                        "Query condition missed key schema element: {}",
-                        range.map(|r| r.0).unwrap_or(hash.0)
-                    )));
-                }
-                if range_cond.is_some() {
-                    return Err(unsupported());
-                }
-                range_cond = Some(rc);
-            }
-        }
+        });
     }
-    let hash = hash_value.ok_or_else(|| {
-        DynamoError::validation(format!(
-            "Query condition missed key schema element: {}",
-            hash.0
-        ))
-    })?;
     Ok(KeyCondition {
-        hash,
+        hash: hash_value.ok_or_else(|| missed(hash.0))?,
         range: range_cond,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(v: Value) -> Item {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn cond(text: &str, req: &Value) -> DynamoResult<Condition> {
+        ExprContext::from_request(req).parse_condition("ConditionExpression", text)
+    }
+
+    fn holds(text: &str, values: Value, it: &Item) -> bool {
+        let req = json!({"ExpressionAttributeValues": values, "ExpressionAttributeNames": {"#s": "status"}});
+        match cond(text, &req) {
+            Ok(c) => c.eval(it),
+            Err(e) => panic!("{text}: {}", e.message),
+        }
+    }
+
+    #[test]
+    fn precedence_is_not_then_and_then_or() {
+        let it = item(json!({"a": {"N": "1"}, "b": {"N": "2"}}));
+        let v = json!({":1": {"N": "1"}, ":2": {"N": "2"}, ":3": {"N": "3"}});
+        // OR binds looser than AND: true OR (false AND false).
+        assert!(holds("a = :1 OR b = :3 AND a = :3", v.clone(), &it));
+        assert!(!holds("(a = :1 OR b = :3) AND a = :3", v.clone(), &it));
+        assert!(holds("NOT a = :2 AND b = :2", v.clone(), &it));
+        assert!(holds("a IN (:3, :1)", v.clone(), &it));
+        assert!(holds("b BETWEEN :1 AND :3", v.clone(), &it));
+        assert!(holds("a < b AND NOT b <= a", v.clone(), &it));
+        // Missing attributes: only <> holds.
+        assert!(holds("missing <> :1", v.clone(), &it));
+        assert!(!holds(
+            "missing = :1 OR missing < :1 OR missing >= :1",
+            v,
+            &it
+        ));
+    }
+
+    #[test]
+    fn functions_and_nested_paths() {
+        let it = item(json!({
+            "status": {"S": "active"},
+            "m": {"M": {"list": {"L": [{"S": "x"}, {"N": "7"}]}}},
+            "tags": {"SS": ["red", "blue"]},
+        }));
+        let v = json!({":p": {"S": "act"}, ":red": {"S": "red"}, ":seven": {"N": "7"}, ":two": {"N": "2"}, ":t": {"S": "SS"}});
+        assert!(holds("begins_with(#s, :p)", v.clone(), &it));
+        assert!(holds(
+            "contains(tags, :red) AND attribute_type(tags, :t)",
+            v.clone(),
+            &it
+        ));
+        assert!(holds(
+            "m.list[1] = :seven AND size(m.list) = :two",
+            v.clone(),
+            &it
+        ));
+        assert!(holds(
+            "attribute_exists(m.list[0]) AND attribute_not_exists(m.list[5])",
+            v,
+            &it
+        ));
+    }
+
+    #[test]
+    fn parse_errors_are_validation_errors() {
+        let req = json!({"ExpressionAttributeValues": {":v": {"S": "x"}}});
+        for bad in [
+            "a =",
+            "a = :missing",
+            "#undefined = :v",
+            "(a = :v",
+            "a == :v",
+            "nofunc(a)",
+            "",
+        ] {
+            assert!(cond(bad, &req).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn updates_evaluate_against_the_old_item() {
+        let old = item(json!({"a": {"N": "1"}, "b": {"N": "2"}, "l": {"L": [{"N": "0"}]}}));
+        let req = json!({"ExpressionAttributeValues": {":x": {"L": [{"N": "9"}]}}});
+        let mut ctx = ExprContext::from_request(&req);
+        let actions = ctx
+            .parse_update("SET a = b, b = a, l = list_append(:x, l)")
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        let mut new = old.clone();
+        let touched = apply_update(&actions, &old, &mut new, &["pk"])
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(new["a"], json!({"N": "2"}));
+        assert_eq!(new["b"], json!({"N": "1"}));
+        assert_eq!(new["l"], json!({"L": [{"N": "9"}, {"N": "0"}]}));
+        assert_eq!(touched, ["a", "b", "l"]);
+        let mut ctx = ExprContext::from_request(&req);
+        assert!(
+            ctx.parse_update("SET a = :x, a = :x").is_err(),
+            "overlapping paths"
+        );
+    }
+
+    #[test]
+    fn key_conditions_need_the_hash_key_by_equality() {
+        let req = json!({"ExpressionAttributeValues": {":h": {"S": "h"}, ":n": {"N": "1"}, ":m": {"N": "5"}}});
+        let analyze = |text: &str| {
+            let c =
+                ExprContext::from_request(&req).parse_condition("KeyConditionExpression", text)?;
+            analyze_key_condition(c, ("pk", "S"), Some(("sk", "N")))
+        };
+        assert!(analyze("pk = :h").is_ok());
+        assert!(analyze(":n < sk AND pk = :h").is_ok());
+        assert!(analyze("pk = :h AND sk BETWEEN :n AND :m").is_ok());
+        assert!(
+            analyze("pk = :h AND sk BETWEEN :m AND :n").is_err(),
+            "bounds reversed"
+        );
+        assert!(analyze("sk = :n").is_err(), "hash key missing");
+        assert!(analyze("pk = :h OR sk = :n").is_err());
+        assert!(analyze("pk = :h AND other = :n").is_err());
+        assert!(analyze("pk = :n").is_err(), "type mismatch");
+        let kc = analyze("pk = :h AND sk > :n").unwrap_or_else(|e| panic!("{}", e.message));
+        assert!(kc
+            .range
+            .as_ref()
+            .is_some_and(|r| r.matches(&json!({"N": "2"}))));
+        assert!(kc
+            .range
+            .as_ref()
+            .is_some_and(|r| !r.matches(&json!({"N": "1"}))));
+    }
 }

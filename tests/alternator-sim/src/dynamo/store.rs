@@ -1127,7 +1127,7 @@ impl Store {
         let start = page
             .exclusive_start
             .as_ref()
-            .map(|esk| self.order_key_of(&table, index, esk))
+            .map(|esk| self.order_key_of(&table, index, esk, false))
             .transpose()?;
         let result = paginate(
             &table,
@@ -1203,7 +1203,7 @@ impl Store {
         let start = page
             .exclusive_start
             .as_ref()
-            .map(|esk| self.order_key_of_scan(&table, index, esk))
+            .map(|esk| self.order_key_of(&table, index, esk, true))
             .transpose()?;
         let result = paginate(
             &table,
@@ -1219,11 +1219,14 @@ impl Store {
         Ok(result)
     }
 
+    /// Where an `ExclusiveStartKey` sits in a Query (`by_index_hash` false: ordered by the
+    /// index sort key) or a Scan (`by_index_hash` true: ordered by the index hash key).
     fn order_key_of(
         &self,
         table: &Table,
         index: Option<&Index>,
         esk: &Value,
+        by_index_hash: bool,
     ) -> DynamoResult<OrderKey> {
         let item = esk.as_object().ok_or_else(invalid_start_key)?;
         let pk = table
@@ -1234,27 +1237,7 @@ impl Store {
             None => (None, pk),
             Some(idx) => {
                 let ik = idx.schema.index_key(item).ok_or_else(invalid_start_key)?;
-                (ik.1, pk)
-            }
-        })
-    }
-
-    fn order_key_of_scan(
-        &self,
-        table: &Table,
-        index: Option<&Index>,
-        esk: &Value,
-    ) -> DynamoResult<OrderKey> {
-        let item = esk.as_object().ok_or_else(invalid_start_key)?;
-        let pk = table
-            .schema
-            .key_of(&Value::Object(table.schema.key_item(item)))
-            .map_err(|_| invalid_start_key())?;
-        Ok(match index {
-            None => (None, pk),
-            Some(idx) => {
-                let ik = idx.schema.index_key(item).ok_or_else(invalid_start_key)?;
-                (Some(ik.0), pk)
+                (if by_index_hash { Some(ik.0) } else { ik.1 }, pk)
             }
         })
     }
@@ -1412,12 +1395,11 @@ fn paginate(
             }
         }
     };
-    for (k, item) in candidates.iter().filter(|(k, _)| after_start(k)) {
+    for (_, item) in candidates.iter().filter(|(k, _)| after_start(k)) {
         if page.limit.is_some_and(|l| scanned >= l) {
             more = true;
             break;
         }
-        let _ = k;
         scanned += 1;
         last = Some(item);
         if filter.is_some_and(|f| !f.eval(item)) {
