@@ -84,8 +84,28 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
     agent.wait_active([n[0] for n in NODES])
     # No table configured: the partition-key name is learned from the CreateTable response.
     envoy = stack.envoy(agent, {"affinity": {"mode": "rmw"}}, expect_nodes=3)
+    conditional = {"TableName": "rmw", "Key": {"pk": {"S": "early"}}, "UpdateExpression": "SET v = :v",
+                   "ConditionExpression": "attribute_not_exists(v)", "ExpressionAttributeValues": {":v": {"N": "1"}}}
+    client = RawDynamo(envoy.url)
+    try:
+        status, _ = client.call("UpdateItem", conditional)  # the table does not exist yet
+    finally:
+        client.close()
+    assert status == 400
+    assert metric(envoy, "alternator_affinity_total", outcome="fallback", reason="unknown_table") == 1
     create_table(envoy.url, "rmw")
     assert metric(envoy, "alternator_key_names_learned_total") == 1
+
+    # Another Envoy learns the same name from a DescribeTable answer passing through it.
+    other = stack.envoy(agent, {"affinity": {"mode": "rmw"}}, expect_nodes=3)
+    client = RawDynamo(other.url)
+    try:
+        assert client.call("DescribeTable", {"TableName": "rmw"})[0] == 200
+        assert client.call("UpdateItem", conditional)[0] == 200
+    finally:
+        client.close()
+    assert metric(other, "alternator_key_names_learned_total") == 1
+    assert metric(other, "alternator_affinity_total", outcome="applied") == 1
     snapshot = agent.snapshot()
     sim.reset()
 
