@@ -13,6 +13,7 @@ configurations in a shuffled order, medians reported):
   2n  the shipped envoy/envoy.yaml with a do-nothing proxy-wasm filter (bench/noop-filter):
       2n against 2e is the price of any wasm filter, 3 against 2n alternator-filter's own work
   3   Envoy + filter, round robin, the shipped envoy/envoy.yaml (the headers-only path)
+  3b  with --ab OTHER.wasm: configuration 3 running that build, interleaved with 3
   4   Envoy + filter, key affinity ANY_WRITE, 1 KB PutItem bodies (the body path)
   5   configuration 3 with 100 nodes in the snapshot (and in EDS)
   6   nginx (Debian) round robin over the same 3 nodes, when it is installed
@@ -328,6 +329,9 @@ def parse_args(argv=None):
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "target" / "bench")
     p.add_argument("--wasm", type=pathlib.Path,
                    help="filter .wasm to measure (default: the release build), for A/B runs")
+    p.add_argument("--ab", type=pathlib.Path,
+                   help="another filter .wasm: adds configuration 3b (3 with that build), "
+                        "interleaved with 3 in the same run")
     p.add_argument("--keep-workdir", action="store_true", help="keep rendered configs and logs")
     p.add_argument("--seed", type=int, default=1, help="seed of the interleaving order")
     args = p.parse_args(argv)
@@ -423,7 +427,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
 
     agent3 = agent_large = None
     seeds = [n[0] for n in nodes[:3]]
-    if wanted("2e") or wanted("2n") or wanted("3") or wanted("4"):
+    if wanted("2e") or wanted("2n") or wanted("3") or wanted("3b") or wanted("4"):
         agent3 = Agent(workdir / "agent3", seeds, sim.port, datacenter="dc1",
                        active_interval="1s", idle_interval="5s", probe_period="5s")
         owned.append(agent3)
@@ -461,6 +465,14 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         filter_envoys["3"] = e
         configs.append(Config("3", "Envoy + filter, round robin (shipped config)", e.url, "GetItem",
                               proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
+    if args.ab and wanted("3b"):
+        e = Envoy(workdir / "envoy3b", agent3.port, {}, concurrency=args.envoy_concurrency,
+                  extra_values={**envoy_values(args), "WASM_PATH": str(args.ab.resolve())})
+        owned.append(e)
+        e.wait_ready()
+        wait_routing(e, 3)
+        configs.append(Config("3b", f"configuration 3 with {args.ab.name}", e.url, "GetItem",
+                              proxy_pid=e.process.pid, envoy=e, expect_policy=None))
     if wanted("4"):
         e = Envoy(workdir / "envoy4", agent3.port,
                   {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}},
@@ -507,7 +519,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     for c in configs:
         run_wrk(c, args.warmup, args)
     routed_before = {c.id: prometheus_sum(c.envoy, "alternator_routed_total", policy=c.expect_policy)
-                     for c in configs if c.envoy}
+                     for c in configs if c.envoy and c.expect_policy}
     sim_cpu_before = process_cpu_seconds(sim_pid)
     sim_requests = 0
     order = random.Random(args.seed)
@@ -529,7 +541,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     results = [summarize(c) for c in configs]
     # The filter's own counters prove the measured path was the one named.
     for c, s in zip(configs, results):
-        if c.envoy:
+        if c.envoy and c.expect_policy:
             routed = prometheus_sum(c.envoy, "alternator_routed_total", policy=c.expect_policy)
             s["filter_routed"] = {"policy": c.expect_policy, "count": routed - routed_before[c.id],
                                   "requests": sum(r["requests"] for r in c.runs)}
@@ -583,6 +595,7 @@ def ratios(results) -> dict:
     pair("2n/2e", "2n", "2e", "the fixed price of any Rust proxy-wasm filter (GetItem)")
     pair("3/2n", "3", "2n", "alternator-filter's own work over a do-nothing filter (GetItem)")
     pair("4/2", "4", "2w", "filter, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
+    pair("3b/3", "3b", "3", "the --ab filter build over the default one (GetItem)")
     pair("5/2", "5", "2", "filter with 100 nodes over plain Envoy with 3 (GetItem)")
     pair("5/3", "5", "3", "100 nodes over 3 nodes, both with the filter (GetItem)")
     pair("6/2", "6", "2", "nginx over plain Envoy (GetItem)")
