@@ -57,7 +57,7 @@ unit: toolchain
 
 wasm: toolchain
 	$(CARGO) build -p alternator-filter --target $(WASM_TARGET) --profile $(WASM_PROFILE)
-	@ls -l $(WASM_OUT)
+	@ls -l $${CARGO_TARGET_DIR:-target}/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
 
 native: toolchain
 	$(CARGO) build --release $(NATIVE_CRATES)
@@ -66,14 +66,17 @@ validate-envoy: venv wasm
 	$(VENV_PY) scripts/validate_envoy.py
 
 # docker-compose, Dockerfiles, Istio manifests and the Grafana dashboard, checked without a
-# container engine (deploy/README.md says what is and is not exercised).
-deploy-venv: $(VENV)/.deploy-installed
-$(VENV)/.deploy-installed: deploy/requirements.txt $(VENV)/.installed
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+# container engine (deploy/README.md says what is and is not exercised). The validators live in
+# their own venv: some ship pytest plugins that must not load into the test run.
+DEPLOY_VENV := .venv-deploy
+deploy-venv: $(DEPLOY_VENV)/.installed
+$(DEPLOY_VENV)/.installed: deploy/requirements.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
 	touch $@
 
-validate-deploy: deploy-venv wasm native
-	$(VENV_PY) scripts/validate_deploy.py
+validate-deploy: venv deploy-venv wasm native
+	$(DEPLOY_VENV)/bin/python scripts/validate_deploy.py
 
 e2e: venv npm wasm native
 	$(VENV_PY) -m pytest -q tests
