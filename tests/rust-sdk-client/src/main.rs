@@ -170,7 +170,7 @@ async fn run(client: &Client, table: &str) -> Outcome {
         .await
         .map_err(err("BatchWriteItem"))?;
     check(
-        bw.unprocessed_items().map_or(true, |u| u.is_empty()),
+        bw.unprocessed_items().is_none_or(|u| u.is_empty()),
         "BatchWriteItem processes everything",
     )?;
 
