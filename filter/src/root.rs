@@ -12,12 +12,13 @@ use alternator_routing::snapshot::NodeSnapshot;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, ScopeMode};
 use crate::host::{self, log_debug, log_error, log_info, log_warn};
 use crate::http::RequestContext;
 use crate::lease;
 use crate::metrics::PollOutcome;
 use crate::shared;
+use crate::view::RoutingView;
 use crate::worker::Worker;
 
 /// Polls started but not answered yet.
@@ -237,6 +238,22 @@ impl Root {
             snapshot.version(),
             snapshot.nodes().len()
         );
+        let config = &worker.config;
+        if config.scope.datacenter.is_some()
+            && RoutingView::build(&body, config).is_ok_and(|v| !v.scope_has_nodes())
+        {
+            log_warn!(
+                "alternator-filter: no node of the snapshot is in scope datacenter {:?} rack {:?} \
+                 ({} mode); does the discovery agent run with the same --datacenter/--rack?",
+                config.scope.datacenter.as_deref().unwrap_or_default(),
+                config.scope.rack.as_deref().unwrap_or("(any)"),
+                if config.scope.mode == ScopeMode::Strict {
+                    "strict"
+                } else {
+                    "fallback"
+                },
+            );
+        }
         self.report_snapshot(worker, now);
         PollOutcome::Updated
     }

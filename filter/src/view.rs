@@ -137,6 +137,14 @@ impl RoutingView {
         self.table.snapshot().nodes().len()
     }
 
+    /// Whether some node of the snapshot lies in the configured (innermost) scope.
+    pub fn scope_has_nodes(&self) -> bool {
+        self.table
+            .tiers()
+            .next()
+            .is_some_and(|tier| !tier.is_empty())
+    }
+
     /// Round robin or random over the scope, by configuration.
     pub fn ordinary(&self, worker: &Worker, out: &mut String) -> Decision {
         let config = &worker.config;

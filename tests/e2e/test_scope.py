@@ -43,6 +43,8 @@ def test_rack_scope_serves_from_local_rack_then_falls_back_or_refuses(stack):
     agent.wait_active(["127.0.0.4", "127.0.0.5"])
     for envoy in (fallback, strict):
         wait_synced(envoy, agent)
+        # The operator is told why traffic left the rack (or is refused).
+        assert "no node of the snapshot is in scope" in envoy.process.log_path.read_text()
 
     nodes, statuses = served_by(sim, fallback, 100)
     assert statuses == {200: 100}
