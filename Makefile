@@ -52,7 +52,7 @@ lint: fmt-check clippy
 deny: toolchain
 	@scripts/cargo-deny.sh
 
-unit: toolchain
+unit: toolchain venv
 	$(CARGO) test --workspace
 
 wasm: toolchain
