@@ -69,6 +69,19 @@ def validation_values() -> dict:
     }
 
 
+def without_filter(rendered: str) -> str:
+    """The same bootstrap minus the alternator-filter: a baseline for overhead measurements."""
+    import yaml
+
+    doc = yaml.safe_load(rendered)
+    for listener in doc["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                hcm = f["typed_config"]
+                hcm["http_filters"] = [h for h in hcm["http_filters"] if h["name"] != "alternator-filter"]
+    return yaml.safe_dump(doc)
+
+
 _base_id_counter = [0]
 
 
@@ -82,7 +95,8 @@ class Envoy:
     """A running Envoy rendered from `envoy/envoy.yaml`, admin reached through a file path."""
 
     def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
-                 concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None):
+                 concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None,
+                 with_filter: bool = True):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.listen_port = free_port()
@@ -103,7 +117,10 @@ class Envoy:
         if not wasm.exists():
             raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
         self.config_path = self.workdir / "envoy.yaml"
-        self.config_path.write_text(render_template(ENVOY_YAML.read_text(), values))
+        rendered = render_template(ENVOY_YAML.read_text(), values)
+        if not with_filter:
+            rendered = without_filter(rendered)
+        self.config_path.write_text(rendered)
         self.admin_path = self.workdir / "admin-address"
         self.log_path = self.workdir / "envoy.log"
         self.process = OwnedProcess(
