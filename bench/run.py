@@ -337,6 +337,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.long:
         args.duration, args.repetitions, args.warmup = 15.0, 5, 5.0
+    if not 3 <= args.large_cluster <= 254:
+        p.error("--large-cluster must be 3-254 (the nodes are 127.0.1.1-127.0.1.N)")
     return args
 
 
@@ -357,8 +359,7 @@ def main(argv=None) -> int:
     wasm = args.wasm.resolve() if args.wasm else wasm_path()
     report = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "make bench" + (" BENCH_ARGS='" + " ".join(argv or sys.argv[1:]) + "'"
-                                   if (argv or sys.argv[1:]) else ""),
+        "command": " ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine(),
         "versions": versions(),
         "settings": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
@@ -399,7 +400,7 @@ def main(argv=None) -> int:
 
 
 def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> dict:
-    total = max(args.large_cluster, 3)
+    total = args.large_cluster
     nodes = [(f"127.0.1.{i + 1}", "dc1" if i < 3 else "dc2", f"rack{i % 3 + 1}") for i in range(total)]
     (workdir / "sim").mkdir(parents=True, exist_ok=True)
     sim = SimProcess(nodes, log_path=workdir / "sim" / "sim.log",
@@ -434,13 +435,25 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         agent3.wait_ready()
         agent3.wait_active(seeds)
     filter_envoys = {}
-    if wanted("2e"):
-        e = Envoy(workdir / "envoy2e", agent3.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values=envoy_values(args), with_filter=False)
+
+    def envoy(cid, agent, plugin_config=None, nodes=3, wasm=None, with_filter=True,
+              alternator_filter=True):
+        values = envoy_values(args)
+        if wasm is not None:
+            values["WASM_PATH"] = str(wasm)
+        e = Envoy(workdir / f"envoy{cid}", agent.port, plugin_config or {},
+                  concurrency=args.envoy_concurrency, extra_values=values, with_filter=with_filter)
         owned.append(e)
         e.wait_ready()
-        eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
-                   message="EDS gives envoy 2e three members")
+        if with_filter and alternator_filter:
+            wait_routing(e, nodes)
+        else:
+            eventually(lambda: len(e.healthy_members()) == nodes, timeout=60,
+                       message=f"EDS gives envoy {cid} {nodes} members")
+        return e
+
+    if wanted("2e"):
+        e = envoy("2e", agent3, with_filter=False)
         configs.append(Config("2e", "shipped config, no filter (EDS + override_host)",
                               e.url, "GetItem", proxy_pid=e.process.pid))
     if wanted("2n"):
@@ -448,39 +461,20 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         if noop is None:
             print("configuration 2n skipped: bench/noop-filter is not built (make bench builds it)")
         else:
-            e = Envoy(workdir / "envoy2n", agent3.port, {}, concurrency=args.envoy_concurrency,
-                      extra_values={**envoy_values(args), "WASM_PATH": str(noop)})
-            owned.append(e)
-            e.wait_ready()
-            eventually(lambda: len(e.healthy_members()) == 3, timeout=60,
-                       message="EDS gives envoy 2n three members")
+            e = envoy("2n", agent3, wasm=noop, alternator_filter=False)
             configs.append(Config("2n", "shipped config, a do-nothing wasm filter", e.url,
                                   "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
-        e = Envoy(workdir / "envoy3", agent3.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values=envoy_values(args))
-        owned.append(e)
-        e.wait_ready()
-        wait_routing(e, 3)
-        filter_envoys["3"] = e
+        e = filter_envoys["3"] = envoy("3", agent3)
         configs.append(Config("3", "Envoy + filter, round robin (shipped config)", e.url, "GetItem",
                               proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
     if args.ab and wanted("3b"):
-        e = Envoy(workdir / "envoy3b", agent3.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values={**envoy_values(args), "WASM_PATH": str(args.ab.resolve())})
-        owned.append(e)
-        e.wait_ready()
-        wait_routing(e, 3)
+        e = envoy("3b", agent3, wasm=args.ab.resolve())
         configs.append(Config("3b", f"configuration 3 with {args.ab.name}", e.url, "GetItem",
-                              proxy_pid=e.process.pid, envoy=e, expect_policy=None))
+                              proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
     if wanted("4"):
-        e = Envoy(workdir / "envoy4", agent3.port,
-                  {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}},
-                  concurrency=args.envoy_concurrency, extra_values=envoy_values(args))
-        owned.append(e)
-        e.wait_ready()
-        wait_routing(e, 3)
-        filter_envoys["4"] = e
+        e = filter_envoys["4"] = envoy(
+            "4", agent3, {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}})
         configs.append(Config("4", "Envoy + filter, ANY_WRITE affinity, PutItem 1 KB", e.url,
                               "PutItem", proxy_pid=e.process.pid, envoy=e, expect_policy="affinity"))
     if wanted("5"):
@@ -490,12 +484,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         owned.append(agent_large)
         agent_large.wait_ready()
         agent_large.wait_active([n[0] for n in nodes])
-        e = Envoy(workdir / "envoy5", agent_large.port, {}, concurrency=args.envoy_concurrency,
-                  extra_values=envoy_values(args))
-        owned.append(e)
-        e.wait_ready()
-        wait_routing(e, total)
-        filter_envoys["5"] = e
+        e = filter_envoys["5"] = envoy("5", agent_large, nodes=total)
         configs.append(Config("5", f"Envoy + filter, round robin, {total} nodes", e.url, "GetItem",
                               proxy_pid=e.process.pid, envoy=e, expect_policy="round_robin"))
     nginx = None
@@ -545,6 +534,10 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
             routed = prometheus_sum(c.envoy, "alternator_routed_total", policy=c.expect_policy)
             s["filter_routed"] = {"policy": c.expect_policy, "count": routed - routed_before[c.id],
                                   "requests": sum(r["requests"] for r in c.runs)}
+            if s["filter_routed"]["count"] < s["filter_routed"]["requests"]:
+                print(f"warning: configuration {c.id}: the filter routed only "
+                      f"{s['filter_routed']['count']} of {s['filter_routed']['requests']} requests "
+                      f"by {c.expect_policy}: the measured path is not the one named", flush=True)
     rss = {c.id: {"idle_kib": rss_idle[c.id], "after_load_kib": rss_kib(c.proxy_pid)}
            for c in configs if c.proxy_pid}
     out = {
