@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::host;
 
@@ -43,9 +44,34 @@ pub enum PollOutcome {
 /// the per-node ids are found by the upstream address as borrowed `&str`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    fixed: RefCell<HashMap<&'static str, Option<u32>>>,
+    fixed: RefCell<HashMap<&'static str, Option<u32>, Fnv>>,
     /// Upstream `ip:port` → ids of (served as first choice, served as fallback).
-    served: RefCell<HashMap<String, [Option<u32>; 2]>>,
+    served: RefCell<HashMap<String, [Option<u32>; 2], Fnv>>,
+}
+
+/// FNV-1a: these maps hold a few dozen short keys the filter itself chose, so the DoS
+/// resistance of the default SipHash buys nothing and costs hundreds of instructions a lookup.
+type Fnv = BuildHasherDefault<FnvHasher>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 impl Metrics {

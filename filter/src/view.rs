@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
 use alternator_routing::dynamodb::{self, AffinityMode, KeySchemas, NoAffinity, Operation};
+use alternator_routing::endpoint::host_port;
 use alternator_routing::plan::RoutingTable;
 use alternator_routing::scope::{Scope, ScopePolicy};
 use alternator_routing::snapshot::NodeSnapshot;
@@ -114,6 +115,8 @@ pub fn scope_policy(config: &FilterConfig) -> Result<ScopePolicy, String> {
 #[derive(Debug)]
 pub struct RoutingView {
     table: RoutingTable,
+    /// `ip:port` of every node, formatted once per snapshot rather than once per request.
+    endpoints: Vec<String>,
     plan: RefCell<Vec<usize>>,
     scratch: RefCell<AffinityScratch>,
 }
@@ -121,9 +124,16 @@ pub struct RoutingView {
 impl RoutingView {
     pub fn build(bytes: &[u8], config: &FilterConfig) -> Result<Self, String> {
         let snapshot = NodeSnapshot::from_json(bytes).map_err(|e| e.to_string())?;
+        let port = snapshot.port();
+        let endpoints = snapshot
+            .nodes()
+            .iter()
+            .map(|n| host_port(n.address, port))
+            .collect();
         let table = RoutingTable::new(snapshot, scope_policy(config)?);
         Ok(RoutingView {
             table,
+            endpoints,
             plan: RefCell::new(Vec::with_capacity(config.candidates())),
             scratch: RefCell::new(AffinityScratch::default()),
         })
@@ -184,12 +194,19 @@ impl RoutingView {
         self.write(&plan, out, RoutedBy::Affinity)
     }
 
+    /// The routing header value for `plan`: what `RoutingTable::push_override_hosts` writes,
+    /// from the preformatted endpoints.
     fn write(&self, plan: &[usize], out: &mut String, label: RoutedBy) -> Decision {
         out.clear();
-        if plan.is_empty() {
+        for endpoint in plan.iter().filter_map(|&i| self.endpoints.get(i)) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(endpoint);
+        }
+        if out.is_empty() {
             return Decision::NoCandidate;
         }
-        self.table.push_override_hosts(plan, out);
         Decision::Routed(label)
     }
 }
