@@ -27,6 +27,8 @@ pub const WORKER_SEQ: &str = "alternator-mesh.worker-seq";
 pub const TRAFFIC: &str = "alternator-mesh.traffic";
 /// JSON object table → partition-key name learned from CreateTable / DescribeTable.
 pub const LEARNED_KEYS: &str = "alternator-mesh.learned-hash-keys";
+/// Bumped after every change of [`LEARNED_KEYS`], so requests read a few bytes, not the map.
+pub const LEARNED_KEYS_VERSION: &str = "alternator-mesh.learned-hash-keys-version";
 
 /// How often a CAS update is retried before giving up (another worker keeps making progress).
 const CAS_ATTEMPTS: usize = 8;
@@ -74,6 +76,8 @@ pub fn learn_key(table: &str, key: &str) -> bool {
             return false;
         };
         if host::shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0))).is_ok() {
+            let version = read_u64(LEARNED_KEYS_VERSION).unwrap_or(0).wrapping_add(1);
+            let _ = host::shared_set(LEARNED_KEYS_VERSION, version.to_string().as_bytes(), None);
             return true;
         }
     }

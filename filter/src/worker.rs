@@ -29,7 +29,8 @@ pub struct Worker {
     traffic: Cell<bool>,
     /// Learned table → partition-key names, refreshed from shared data on a miss.
     learned: RefCell<BTreeMap<String, String>>,
-    learned_cas: Cell<Option<u32>>,
+    /// The learned-keys version the map above was read at.
+    learned_version: RefCell<Vec<u8>>,
 }
 
 impl Worker {
@@ -43,7 +44,7 @@ impl Worker {
             rng: Cell::new(seed | 1),
             traffic: Cell::new(false),
             learned: RefCell::new(BTreeMap::new()),
-            learned_cas: Cell::new(None),
+            learned_version: RefCell::new(Vec::new()),
         }
     }
 
@@ -101,11 +102,12 @@ impl Worker {
 
     /// Partition-key names learned by any worker of this Envoy, refreshed when they changed.
     pub fn learned_keys(&self) -> Ref<'_, BTreeMap<String, String>> {
-        let (_, cas) = host::shared_get(shared::LEARNED_KEYS);
-        if cas.is_some() && cas != self.learned_cas.get() {
-            let (map, cas) = shared::learned_keys();
-            *self.learned.borrow_mut() = map;
-            self.learned_cas.set(cas);
+        let version = host::shared_get(shared::LEARNED_KEYS_VERSION)
+            .0
+            .unwrap_or_default();
+        if *self.learned_version.borrow() != version {
+            *self.learned.borrow_mut() = shared::learned_keys().0;
+            *self.learned_version.borrow_mut() = version;
         }
         self.learned.borrow()
     }
