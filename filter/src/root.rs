@@ -72,12 +72,16 @@ impl Root {
                 self.main = self.dispatch(worker, now, traffic, true);
                 if self.main.is_none() {
                     self.next_poll_at_ms = now + agent.error_backoff.as_millis() as u64;
+                    restore_traffic(traffic);
                 }
             }
             Some(p) if p.long_poll && !p.traffic && self.notify.is_none() && traffic_pending() => {
                 // The agent may be on its idle cadence; tell it now rather than after the wait.
                 let traffic = take_traffic();
                 self.notify = self.dispatch(worker, now, traffic, false);
+                if self.notify.is_none() {
+                    restore_traffic(traffic);
+                }
             }
             _ => {}
         }
@@ -279,6 +283,13 @@ fn traffic_pending() -> bool {
 fn take_traffic() -> bool {
     let (value, cas) = host::shared_get(shared::TRAFFIC);
     value.as_deref() == Some(b"1") && host::shared_set(shared::TRAFFIC, b"0", cas).is_ok()
+}
+
+/// Puts back a traffic flag that no poll carried to the agent.
+fn restore_traffic(traffic: bool) {
+    if traffic {
+        let _ = host::shared_set(shared::TRAFFIC, b"1", None);
+    }
 }
 
 /// Logs agent reachability once per change for the whole Envoy, not once per poll.
