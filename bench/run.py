@@ -33,7 +33,6 @@ import os
 import pathlib
 import platform
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -51,7 +50,7 @@ sys.path.insert(0, str(BENCH))
 from harness.agent import Agent  # noqa: E402
 from harness.sim import SimProcess  # noqa: E402
 from harness.envoy import Envoy, envoy_binary, render_template, unique_base_id, wasm_path  # noqa: E402
-from harness.util import OwnedProcess, eventually, free_port, release_binary, target_dir  # noqa: E402
+from harness.util import OwnedProcess, eventually, free_port, target_dir  # noqa: E402
 
 import chart  # noqa: E402
 import criterion  # noqa: E402
@@ -100,12 +99,43 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-class PlainEnvoy:
+class LocalProxy:
+    """A reference proxy this run started on a free loopback port (stopped by PID)."""
+
+    name = "proxy"
+
+    def __init__(self):
+        self.listen_port = free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def wait_ready(self):
+        def ready():
+            if not self.process.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.process.log_tail()}")
+            return self.answers()
+
+        eventually(ready, timeout=30, message=f"{self.name} ready")
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+
+class PlainEnvoy(LocalProxy):
     """Configuration 2: Envoy from bench/configs/envoy-plain.yaml, no wasm."""
 
+    name = "envoy-plain"
+
     def __init__(self, workdir: pathlib.Path, endpoints, concurrency: int):
+        super().__init__()
         workdir.mkdir(parents=True, exist_ok=True)
-        self.listen_port = free_port()
         lines = "\n".join(
             f"        - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}"
             for host, port in endpoints)
@@ -120,37 +150,26 @@ class PlainEnvoy:
         self.process = OwnedProcess(
             [envoy_binary(), "-c", self.config_path, "--base-id", unique_base_id(),
              "--concurrency", concurrency, "--admin-address-path", self.admin_path, "-l", "warn"],
-            "envoy-plain", workdir / "envoy.log")
+            self.name, workdir / "envoy.log")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listen_port}"
-
-    def wait_ready(self):
-        def ready():
-            if not self.process.alive():
-                raise AssertionError(f"envoy exited:\n{self.process.log_tail()}")
-            text = self.admin_path.read_text().strip() if self.admin_path.exists() else ""
-            if not text:
-                return False
-            with urllib.request.urlopen(f"http://{text}/ready", timeout=5) as r:
-                return r.read().decode().strip() == "LIVE"
-
-        eventually(ready, timeout=30, message="plain envoy ready")
-        return self
-
-    def stop(self):
-        self.process.stop()
+    def answers(self) -> bool:
+        text = self.admin_path.read_text().strip() if self.admin_path.exists() else ""
+        if not text:
+            return False
+        with urllib.request.urlopen(f"http://{text}/ready", timeout=5) as r:
+            return r.read().decode().strip() == "LIVE"
 
 
-class Nginx:
+class Nginx(LocalProxy):
     """Configuration 6: nginx from bench/configs/nginx.conf."""
 
+    name = "nginx"
+
     def __init__(self, workdir: pathlib.Path, endpoints):
+        super().__init__()
         workdir.mkdir(parents=True, exist_ok=True)
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (workdir / sub).mkdir(exist_ok=True)
-        self.listen_port = free_port()
         servers = "\n".join(f"        server {h}:{p};" for h, p in endpoints)
         conf = render_template((BENCH / "configs" / "nginx.conf").read_text(), {
             "WORKDIR": workdir,
@@ -161,23 +180,10 @@ class Nginx:
         self.config_path = workdir / "nginx.conf"
         self.config_path.write_text(conf)
         self.process = OwnedProcess([shutil.which("nginx"), "-p", workdir, "-c", self.config_path],
-                                    "nginx", workdir / "nginx.log")
+                                    self.name, workdir / "nginx.log")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listen_port}"
-
-    def wait_ready(self):
-        def ready():
-            if not self.process.alive():
-                raise AssertionError(f"nginx exited:\n{self.process.log_tail()}")
-            return dynamo_call(self.url, "ListTables", {})[0] == 200
-
-        eventually(ready, timeout=20, message="nginx answers")
-        return self
-
-    def stop(self):
-        self.process.stop()
+    def answers(self) -> bool:
+        return dynamo_call(self.url, "ListTables", {})[0] == 200
 
 
 # --- DynamoDB over plain HTTP (the sim does not enforce SigV4 here) ---------------------------
