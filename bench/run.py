@@ -382,10 +382,10 @@ def main(argv=None) -> int:
                 thing.stop()
             except Exception as exc:  # noqa: BLE001 - stop everything, then report
                 print(f"warning: stopping {thing!r}: {exc}", file=sys.stderr)
-    if args.keep_workdir:
-        print(f"work directory (configs, logs) kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep_workdir:
+            print(f"work directory (configs, logs) kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     if not args.no_profile:
         print("filter profile: wasmtime host, instructions and host calls per request", flush=True)
