@@ -23,7 +23,7 @@ WASM_OUT     := target/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
 NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent
 
 .PHONY: test lint fmt-check clippy deny unit wasm native venv npm toolchain e2e validate-envoy \
-	validate-deploy deploy-venv bench bench-tools bench-venv fuzz demo clean
+	validate-deploy deploy-venv rust-sdk-client bench bench-tools bench-venv fuzz demo clean
 
 toolchain:
 	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
@@ -61,6 +61,12 @@ wasm: toolchain
 
 native: toolchain
 	$(CARGO) build --release $(NATIVE_CRATES)
+	$(CARGO) build --release -p alternator-filter --example affinity_oracle
+
+# The AWS SDK for Rust client of the end-to-end tests: its own workspace and lockfile, because
+# the SDK takes minutes to compile and nothing else needs it.
+rust-sdk-client: toolchain
+	cd tests/rust-sdk-client && $(CARGO) build --release --locked
 
 validate-envoy: venv wasm
 	$(VENV_PY) scripts/validate_envoy.py
@@ -78,7 +84,7 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 validate-deploy: venv deploy-venv wasm native
 	$(DEPLOY_VENV)/bin/python scripts/validate_deploy.py
 
-e2e: venv npm wasm native
+e2e: venv npm wasm native rust-sdk-client
 	$(VENV_PY) -m pytest -q tests
 
 test: lint deny unit validate-envoy validate-deploy e2e

@@ -400,8 +400,8 @@ def check_envoy_alignment():
     def cluster(cfg, name):
         return next(c for c in cfg["static_resources"]["clusters"] if c["name"] == name)
 
-    def route(cfg):
-        return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    def routes(cfg):
+        return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
 
     def wasm_config(cfg):
         return wasm(cfg)["typed_config"]["config"]
@@ -413,8 +413,9 @@ def check_envoy_alignment():
         "wasm name/root_id": lambda c: (wasm_config(c)["name"], wasm_config(c)["root_id"]),
         "wasm vm_id/runtime": lambda c: {k: wasm_config(c)["vm_config"][k] for k in ("vm_id", "runtime")},
         "allow_on_headers_stop_iteration": lambda c: wasm_config(c).get("allow_on_headers_stop_iteration"),
-        "route cluster/timeout": lambda c: (route(c)["cluster"], route(c).get("timeout")),
-        "retry policy": lambda c: route(c).get("retry_policy"),
+        # Matches, clusters, timeouts and retry policies of every route, in order (reads and
+        # writes are retried differently).
+        "routes": lambda c: routes(c),
         "alternator cluster load_balancing_policy": lambda c: cluster(c, "alternator")["load_balancing_policy"],
         "alternator cluster EDS": lambda c: cluster(c, "alternator")["eds_cluster_config"],
         "alternator cluster buffer limit": lambda c: cluster(c, "alternator").get("per_connection_buffer_limit_bytes"),
@@ -433,9 +434,10 @@ def check_envoy_alignment():
     agent_cluster = plugin.get("agent", {}).get("cluster", "alternator_agent")
     if agent_cluster not in [c["name"] for c in compose["static_resources"]["clusters"]]:
         problems.append(f"plugin configuration names agent cluster {agent_cluster}, which is not defined")
-    retries = route(compose)["retry_policy"]["num_retries"]
-    if int(retries) != int(plugin.get("fallbacks", 2)):
-        problems.append(f"num_retries {retries} != plugin fallbacks {plugin.get('fallbacks', 2)}")
+    for r in routes(compose):
+        retries = r["route"].get("retry_policy", {}).get("num_retries")
+        if retries is not None and int(retries) != int(plugin.get("fallbacks", 2)):
+            problems.append(f"num_retries {retries} != plugin fallbacks {plugin.get('fallbacks', 2)}")
     if problems:
         raise Failure("\n    ".join(problems))
     return f"{len(pairs)} shared settings identical to envoy/envoy.yaml; retries == fallbacks"
