@@ -68,6 +68,7 @@ struct RawConfig {
     scope: RawScope,
     affinity: RawAffinity,
     max_body_bytes: u64,
+    max_request_bytes: u64,
 }
 
 impl Default for RawConfig {
@@ -80,6 +81,7 @@ impl Default for RawConfig {
             scope: RawScope::default(),
             affinity: RawAffinity::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -130,6 +132,9 @@ struct RawAffinity {
 pub const DEFAULT_ROUTING_HEADER: &str = "x-alternator-endpoints";
 /// DynamoDB's own request size limit.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// DynamoDB's (and Alternator's) limit on one HTTP request: a larger declared body can never
+/// succeed, so it is refused with 413 before it is buffered or sent to a node.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 /// The agent answers `?wait=N` for N up to 60 s.
 const MAX_LONG_POLL_S: u64 = 60;
 /// Envoy retries walk the header's list; more than this is never useful for a cluster.
@@ -178,6 +183,8 @@ pub struct FilterConfig {
     pub scope: ScopeConfig,
     pub affinity: AffinityConfig,
     pub max_body_bytes: usize,
+    /// Requests declaring a larger `content-length` get a local 413; 0 turns the check off.
+    pub max_request_bytes: u64,
 }
 
 impl FilterConfig {
@@ -359,6 +366,7 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
             tables: raw.affinity.tables,
         },
         max_body_bytes: raw.max_body_bytes as usize,
+        max_request_bytes: raw.max_request_bytes,
     })
 }
 
@@ -413,6 +421,7 @@ mod tests {
             );
             assert_eq!(c.affinity.mode, AffinityModeConfig::None);
             assert_eq!(c.max_body_bytes, 16 * 1024 * 1024);
+            assert_eq!(c.max_request_bytes, 16 * 1024 * 1024);
             assert_eq!(c.agent.cluster, "alternator_agent");
             assert_eq!(c.agent.path, "/v1/nodes");
             assert_eq!(c.agent.long_poll, Duration::from_secs(20));

@@ -24,6 +24,10 @@ use crate::worker::Worker;
 /// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
 const NO_ROUTE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"alternator-mesh: no Alternator node is available in the configured scope"}"#;
 
+/// The local reply to a request over DynamoDB's size limit: no node would accept it, and
+/// buffering it first would only cost memory. Not retryable, so the SDK reports it at once.
+const TOO_LARGE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"alternator-mesh: request body too large: DynamoDB requests are limited to 16 MB"}"#;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Headers not seen yet, or seen and routing decided.
@@ -118,6 +122,24 @@ impl HttpContext for RequestContext {
         worker.note_traffic();
         self.view = worker.view();
 
+        let declared_len = host::header(Map::HttpRequestHeaders, "content-length")
+            .as_deref()
+            .and_then(crate::shared::parse_u64);
+        if config.max_request_bytes > 0
+            && declared_len.is_some_and(|len| len > config.max_request_bytes)
+        {
+            self.phase = Phase::Done;
+            host::send_response(
+                413,
+                &[
+                    ("content-type", "application/x-amz-json-1.0"),
+                    ("x-amzn-errortype", "ValidationException"),
+                ],
+                TOO_LARGE_BODY,
+            );
+            return Action::Pause;
+        }
+
         let target = host::header(Map::HttpRequestHeaders, "x-amz-target");
         let op = target.as_deref().map_or(Operation::Other, view::classify);
         self.op = op;
@@ -128,10 +150,7 @@ impl HttpContext for RequestContext {
         if end_of_stream {
             return self.route(Err(AffinityMiss::NoKey));
         }
-        let too_large = host::header(Map::HttpRequestHeaders, "content-length")
-            .as_deref()
-            .and_then(crate::shared::parse_u64)
-            .is_some_and(|len| len > config.max_body_bytes as u64);
+        let too_large = declared_len.is_some_and(|len| len > config.max_body_bytes as u64);
         if too_large {
             return self.route(Err(AffinityMiss::BodyTooLarge));
         }

@@ -12,10 +12,11 @@ class Agent:
 
     def __init__(self, workdir: pathlib.Path, seeds, port: int, datacenter: str | None = None,
                  rack: str | None = None, extra_args=(), active_interval: str = "200ms",
-                 idle_interval: str = "1s", probe_period: str = "200ms"):
+                 idle_interval: str = "1s", probe_period: str = "200ms", listen_port: int | None = None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        # A restarted agent takes its predecessor's port: Envoy's cluster points at it.
+        self.port = listen_port if listen_port is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
             release_binary("alternator-discovery-agent"),

@@ -96,10 +96,14 @@ class Envoy:
 
     def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
                  concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None,
-                 with_filter: bool = True):
+                 with_filter: bool = True, hot_restart_of: "Envoy | None" = None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.listen_port = free_port()
+        # A hot restart reuses the parent's rendered config and base id with the next epoch;
+        # the parent hands over its listening sockets and drains.
+        self.base_id = hot_restart_of.base_id if hot_restart_of else unique_base_id()
+        self.restart_epoch = hot_restart_of.restart_epoch + 1 if hot_restart_of else 0
+        self.listen_port = hot_restart_of.listen_port if hot_restart_of else free_port()
         self.plugin_config = dict(plugin_config)
         fallbacks = int(self.plugin_config.get("fallbacks", 2))
         values = validation_values()
@@ -117,19 +121,28 @@ class Envoy:
         if not wasm.exists():
             raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
         self.config_path = self.workdir / "envoy.yaml"
-        rendered = render_template(ENVOY_YAML.read_text(), values)
-        if not with_filter:
-            rendered = without_filter(rendered)
+        if hot_restart_of:
+            rendered = hot_restart_of.config_path.read_text()
+        else:
+            rendered = render_template(ENVOY_YAML.read_text(), values)
+            if not with_filter:
+                rendered = without_filter(rendered)
         self.config_path.write_text(rendered)
         self.admin_path = self.workdir / "admin-address"
         self.log_path = self.workdir / "envoy.log"
         self.process = OwnedProcess(
-            [envoy_binary(), "-c", self.config_path, "--base-id", unique_base_id(),
+            [envoy_binary(), "-c", self.config_path, "--base-id", self.base_id,
+             "--restart-epoch", self.restart_epoch, "--drain-time-s", 2, "--parent-shutdown-time-s", 5,
              "--concurrency", concurrency, "--admin-address-path", self.admin_path,
              "-l", log_level, "--component-log-level", "wasm:debug"],
             "envoy", self.log_path,
         )
         self.admin = None
+
+    def hot_restart(self, workdir: pathlib.Path) -> "Envoy":
+        """Starts the next restart epoch (same config, base id and listener port); this process
+        drains its connections and exits by itself (Envoy's hot restart)."""
+        return Envoy(workdir, 0, self.plugin_config, hot_restart_of=self)
 
     @property
     def url(self) -> str:

@@ -34,13 +34,20 @@ class Stack:
         self.owned.append(a)
         return a.wait_ready()
 
-    def envoy(self, agent: Agent, plugin_config: dict, concurrency: int = 1, expect_nodes=None) -> Envoy:
-        e = Envoy(self.base / f"envoy{len(self.owned)}", agent.port, plugin_config, concurrency=concurrency)
+    def envoy(self, agent: Agent, plugin_config: dict, concurrency: int = 1, expect_nodes=None,
+              **kwargs) -> Envoy:
+        e = Envoy(self.base / f"envoy{len(self.owned)}", agent.port, plugin_config, concurrency=concurrency,
+                  **kwargs)
         self.owned.append(e)
         e.wait_ready()
         if expect_nodes is not None:
             wait_routing(e, expect_nodes)
         return e
+
+    def adopt(self, thing):
+        """Owns a process started elsewhere (a restarted agent, a hot-restarted Envoy)."""
+        self.owned.append(thing)
+        return thing
 
     def teardown(self):
         failures = []
