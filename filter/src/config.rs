@@ -69,6 +69,7 @@ struct RawConfig {
     affinity: RawAffinity,
     max_body_bytes: u64,
     max_request_bytes: u64,
+    passive_health: RawPassiveHealth,
 }
 
 impl Default for RawConfig {
@@ -82,6 +83,7 @@ impl Default for RawConfig {
             affinity: RawAffinity::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            passive_health: RawPassiveHealth::default(),
         }
     }
 }
@@ -127,6 +129,33 @@ struct RawScope {
 struct RawAffinity {
     mode: AffinityModeConfig,
     tables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPassiveHealth {
+    enabled: bool,
+    cooldown_ms: u64,
+}
+
+impl Default for RawPassiveHealth {
+    fn default() -> Self {
+        RawPassiveHealth {
+            enabled: alternator_routing::health::DEFAULT_HEALTH_ENABLED,
+            cooldown_ms: DEFAULT_PASSIVE_COOLDOWN_MS,
+        }
+    }
+}
+
+/// How long a node that traffic marked `DOWN` is skipped before it is tried again as
+/// `QUARANTINED`: a proxy does not probe, so this stands in for the spec's recovery probes.
+pub const DEFAULT_PASSIVE_COOLDOWN_MS: u64 = 10_000;
+
+/// Passive health: node-health observations from the traffic this Envoy forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveHealthConfig {
+    pub enabled: bool,
+    pub cooldown_ms: u64,
 }
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-alternator-endpoints";
@@ -185,6 +214,7 @@ pub struct FilterConfig {
     pub max_body_bytes: usize,
     /// Requests declaring a larger `content-length` get a local 413; 0 turns the check off.
     pub max_request_bytes: u64,
+    pub passive_health: PassiveHealthConfig,
 }
 
 impl FilterConfig {
@@ -367,6 +397,10 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         },
         max_body_bytes: raw.max_body_bytes as usize,
         max_request_bytes: raw.max_request_bytes,
+        passive_health: PassiveHealthConfig {
+            enabled: raw.passive_health.enabled,
+            cooldown_ms: raw.passive_health.cooldown_ms,
+        },
     })
 }
 

@@ -17,6 +17,8 @@ use crate::host::{self, log_debug, Buffer, Map};
 use crate::metrics::{AffinityMiss, RoutedBy};
 use alternator_routing::affinity::AffinityTarget;
 use alternator_routing::dynamodb::Operation;
+use alternator_routing::health::Observation;
+use alternator_routing::passive;
 
 use crate::view::{self, Decision, RoutingView};
 use crate::worker::Worker;
@@ -74,7 +76,7 @@ impl RequestContext {
         let decision = match affinity {
             Ok(Some(target)) => {
                 worker.metrics.affinity_applied();
-                view.affine(&target, worker.config.candidates(), &mut self.candidates)
+                view.affine(worker, &target, &mut self.candidates)
             }
             Ok(None) => view.ordinary(worker, &mut self.candidates),
             Err(miss) => {
@@ -108,6 +110,31 @@ impl RequestContext {
                 );
                 Action::Pause
             }
+        }
+    }
+}
+
+impl RequestContext {
+    /// Attributes this request's outcome to the nodes its attempts went to (`routing::passive`).
+    fn feed_passive_health(&self, upstream: &str) {
+        if !self.worker.config.passive_health.enabled {
+            return;
+        }
+        let status = host::property(&["response", "code"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .and_then(|c| u16::try_from(c).ok());
+        let flags = host::property(&["response", "flags"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        let attempts = host::property(&["upstream", "request_attempt_count"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes);
+        for failed in passive::failed_before(&self.candidates, upstream, attempts) {
+            self.worker.observe(failed, Observation::TrafficFailure);
+        }
+        if let Some(observation) = passive::final_attempt(status, flags) {
+            self.worker.observe(upstream, observation);
         }
     }
 }
@@ -216,5 +243,6 @@ impl HttpContext for RequestContext {
         };
         let first = self.candidates.split(',').next().unwrap_or_default();
         self.worker.metrics.served(upstream, upstream == first);
+        self.feed_passive_health(upstream);
     }
 }

@@ -10,6 +10,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use alternator_routing::snapshot::HealthState;
+
 use crate::host;
 
 /// Why a request that could have been key-affine was routed like ordinary traffic.
@@ -155,6 +157,15 @@ impl Metrics {
             PollOutcome::NotModified => "alternator_agent_polls_total;outcome=not_modified",
             PollOutcome::Failed => "alternator_agent_polls_total;outcome=failed",
             PollOutcome::Invalid => "alternator_agent_polls_total;outcome=invalid",
+        });
+    }
+
+    /// Passive health moved a node into `state` (traffic this Envoy forwarded).
+    pub fn node_health_changed(&self, state: HealthState) {
+        self.inc(match state {
+            HealthState::Down => "alternator_node_health_changes_total;outcome=down",
+            HealthState::Quarantined => "alternator_node_health_changes_total;outcome=quarantined",
+            HealthState::Active => "alternator_node_health_changes_total;outcome=active",
         });
     }
 

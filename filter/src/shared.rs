@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use alternator_routing::passive::PassiveHealth;
+
 use crate::host;
 
 /// The agent's snapshot document, byte for byte.
@@ -29,6 +31,11 @@ pub const TRAFFIC: &str = "alternator-mesh.traffic";
 pub const LEARNED_KEYS: &str = "alternator-mesh.learned-hash-keys";
 /// Bumped after every change of [`LEARNED_KEYS`], so requests read a few bytes, not the map.
 pub const LEARNED_KEYS_VERSION: &str = "alternator-mesh.learned-hash-keys-version";
+
+/// JSON of `alternator_routing::passive::PassiveHealth`: nodes traffic found unhealthy.
+pub const PASSIVE_HEALTH: &str = "alternator-mesh.passive-health";
+/// Bumped after every change of [`PASSIVE_HEALTH`], so requests read a few bytes, not the map.
+pub const PASSIVE_HEALTH_VERSION: &str = "alternator-mesh.passive-health-version";
 
 /// How often a CAS update is retried before giving up (another worker keeps making progress).
 const CAS_ATTEMPTS: usize = 8;
@@ -82,4 +89,29 @@ pub fn learn_key(table: &str, key: &str) -> bool {
         }
     }
     false
+}
+
+/// Applies `change` to the shared passive-health table with compare-and-swap; `change` returns
+/// whether it changed anything. Returns the table as stored, or `None` if contention won.
+pub fn update_passive_health(
+    mut change: impl FnMut(&mut PassiveHealth) -> bool,
+) -> Option<PassiveHealth> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host::shared_get(PASSIVE_HEALTH);
+        let mut table = value
+            .as_deref()
+            .map(PassiveHealth::from_json)
+            .unwrap_or_default();
+        if !change(&mut table) {
+            return Some(table);
+        }
+        if host::shared_set(PASSIVE_HEALTH, &table.to_json(), cas.or(Some(0))).is_ok() {
+            let version = read_u64(PASSIVE_HEALTH_VERSION)
+                .unwrap_or(0)
+                .wrapping_add(1);
+            let _ = host::shared_set(PASSIVE_HEALTH_VERSION, version.to_string().as_bytes(), None);
+            return Some(table);
+        }
+    }
+    None
 }

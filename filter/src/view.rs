@@ -11,9 +11,10 @@ use alternator_routing::dynamodb::{self, AffinityMode, KeySchemas, NoAffinity, O
 use alternator_routing::endpoint::host_port;
 use alternator_routing::plan::RoutingTable;
 use alternator_routing::scope::{Scope, ScopePolicy};
-use alternator_routing::snapshot::NodeSnapshot;
+use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
 use crate::config::{AffinityModeConfig, FilterConfig, Policy};
+use crate::host;
 use crate::metrics::{AffinityMiss, RoutedBy};
 use crate::worker::Worker;
 
@@ -119,6 +120,9 @@ pub struct RoutingView {
     endpoints: Vec<String>,
     plan: RefCell<Vec<usize>>,
     scratch: RefCell<AffinityScratch>,
+    /// The agent's health made worse by passive health, rebuilt per request while any node is
+    /// tracked (the cooldown depends on the clock).
+    health: RefCell<Vec<HealthState>>,
 }
 
 impl RoutingView {
@@ -136,6 +140,7 @@ impl RoutingView {
             endpoints,
             plan: RefCell::new(Vec::with_capacity(config.candidates())),
             scratch: RefCell::new(AffinityScratch::default()),
+            health: RefCell::new(Vec::new()),
         })
     }
 
@@ -155,10 +160,28 @@ impl RoutingView {
             .is_some_and(|tier| !tier.is_empty())
     }
 
+    /// The health plans use: the agent's, unless passive health tracks some node.
+    fn health<'a>(&'a self, worker: &Worker, buf: &'a mut Vec<HealthState>) -> &'a [HealthState] {
+        let passive = worker.passive_health();
+        if passive.is_empty() {
+            return self.table.published_health();
+        }
+        let nodes = self.table.snapshot().nodes();
+        passive.overlay(
+            nodes.iter().map(|n| n.address),
+            self.table.published_health(),
+            host::now_ms(),
+            worker.config.passive_health.cooldown_ms,
+            buf,
+        );
+        buf
+    }
+
     /// Round robin or random over the scope, by configuration.
     pub fn ordinary(&self, worker: &Worker, out: &mut String) -> Decision {
         let config = &worker.config;
-        let health = self.table.published_health();
+        let mut buf = self.health.borrow_mut();
+        let health = self.health(worker, &mut buf);
         let mut plan = self.plan.borrow_mut();
         let label = match config.policy {
             Policy::RoundRobin => {
@@ -180,17 +203,13 @@ impl RoutingView {
     }
 
     /// The key's (or the batch vote's) affinity plan over the scope.
-    pub fn affine(&self, target: &AffinityTarget, k: usize, out: &mut String) -> Decision {
+    pub fn affine(&self, worker: &Worker, target: &AffinityTarget, out: &mut String) -> Decision {
+        let mut buf = self.health.borrow_mut();
+        let health = self.health(worker, &mut buf);
+        let k = worker.config.candidates();
         let mut plan = self.plan.borrow_mut();
         let mut scratch = self.scratch.borrow_mut();
-        affinity::plan(
-            &self.table,
-            target,
-            self.table.published_health(),
-            k,
-            &mut plan,
-            &mut scratch,
-        );
+        affinity::plan(&self.table, target, health, k, &mut plan, &mut scratch);
         self.write(&plan, out, RoutedBy::Affinity)
     }
 

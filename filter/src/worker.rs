@@ -7,10 +7,15 @@
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::config::FilterConfig;
-use crate::host::{self, log_warn};
+use alternator_routing::health::{HealthThresholds, Observation};
+use alternator_routing::passive::PassiveHealth;
+use alternator_routing::snapshot::HealthState;
+
+use crate::host::{self, log_info, log_warn};
 use crate::metrics::Metrics;
 use crate::shared;
 use crate::view::RoutingView;
@@ -31,6 +36,9 @@ pub struct Worker {
     learned: RefCell<BTreeMap<String, String>>,
     /// The learned-keys version the map above was read at.
     learned_version: RefCell<Vec<u8>>,
+    /// Passive health shared by every worker, refreshed when its version key changes.
+    passive: RefCell<PassiveHealth>,
+    passive_version: RefCell<Vec<u8>>,
 }
 
 impl Worker {
@@ -45,6 +53,8 @@ impl Worker {
             traffic: Cell::new(false),
             learned: RefCell::new(BTreeMap::new()),
             learned_version: RefCell::new(Vec::new()),
+            passive: RefCell::new(PassiveHealth::default()),
+            passive_version: RefCell::new(Vec::new()),
         }
     }
 
@@ -110,6 +120,56 @@ impl Worker {
             *self.learned_version.borrow_mut() = version;
         }
         self.learned.borrow()
+    }
+
+    /// The passive-health table every worker of this Envoy shares (empty when disabled).
+    pub fn passive_health(&self) -> Ref<'_, PassiveHealth> {
+        if self.config.passive_health.enabled {
+            let version = host::shared_get(shared::PASSIVE_HEALTH_VERSION)
+                .0
+                .unwrap_or_default();
+            if *self.passive_version.borrow() != version {
+                let stored = host::shared_get(shared::PASSIVE_HEALTH).0;
+                *self.passive.borrow_mut() = stored
+                    .as_deref()
+                    .map(PassiveHealth::from_json)
+                    .unwrap_or_default();
+                *self.passive_version.borrow_mut() = version;
+            }
+        }
+        self.passive.borrow()
+    }
+
+    /// Feeds one traffic outcome of the node at `endpoint` (`ip:port`) into the shared
+    /// passive-health table. The common case, a success on a healthy node, writes nothing.
+    pub fn observe(&self, endpoint: &str, observation: Observation) {
+        if !self.config.passive_health.enabled {
+            return;
+        }
+        let Ok(address) = endpoint.parse::<SocketAddr>().map(|a| a.ip()) else {
+            return;
+        };
+        if !self.passive_health().would_change(address, observation) {
+            return;
+        }
+        let now = host::now_ms();
+        let cooldown = self.config.passive_health.cooldown_ms;
+        let thresholds = HealthThresholds::default();
+        let mut transition = None;
+        let stored = shared::update_passive_health(|table| {
+            let before = table.clone();
+            transition = table.observe(address, observation, now, cooldown, &thresholds);
+            *table != before
+        });
+        if let Some(state) = transition.filter(|_| stored.is_some()) {
+            self.metrics.node_health_changed(state);
+            match state {
+                HealthState::Down => log_warn!(
+                    "alternator-filter: node {endpoint} is DOWN after consecutive transport failures; skipped for {cooldown} ms, then tried again as QUARANTINED"
+                ),
+                _ => log_info!("alternator-filter: node {endpoint} is {} again", state.as_str()),
+            }
+        }
     }
 
     /// Records a partition-key name seen in a CreateTable request or DescribeTable response.

@@ -13,6 +13,8 @@
 //! - [`snapshot`]: the node model and the versioned JSON snapshot the discovery agent publishes
 //!   and the filter stores; [`localnodes`]: parsing Alternator's `/localnodes` answer.
 //! - [`health`]: the "Node health" state machine (ACTIVE / QUARANTINED / DOWN, generations).
+//! - [`passive`]: health observations from forwarded traffic (transport failures vs a node's
+//!   own 5xx), shared by every worker of a proxy.
 //! - [`scope`]: cluster / datacenter / rack, strict or falling back outward.
 //! - [`plan`]: the per-request candidate list. A [`RoutingTable`] is built once per snapshot;
 //!   round-robin and random plans are written into a caller's buffer without allocating, and
@@ -53,6 +55,7 @@ pub mod gorand;
 pub mod hash;
 pub mod health;
 pub mod localnodes;
+pub mod passive;
 pub mod plan;
 pub mod scope;
 pub mod snapshot;

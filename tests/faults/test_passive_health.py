@@ -1,0 +1,85 @@
+"""Passive health in the filter: transport failures take a node DOWN for every worker at once,
+a node's own 5xx answers do not, and a DOWN node is tried again after the cooldown.
+
+The agent runs on a slow cadence so it does not notice anything during the test: what moves
+traffic here is the filter's own inference from the requests it forwarded.
+"""
+from harness.stack import RawDynamo, create_table, metric
+from harness.util import eventually
+
+NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
+ADDRESSES = [n[0] for n in NODES]
+# spec default (defaults.tsv): consecutive traffic failures moving ACTIVE to DOWN
+ACTIVE_FAILURE_THRESHOLD = 10
+
+
+def start(stack, cooldown_ms=600_000, concurrency=2):
+    sim = stack.sim(NODES)
+    agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
+    agent.wait_active(ADDRESSES)
+    envoy = stack.envoy(agent, {"fallbacks": 2, "passive_health": {"cooldown_ms": cooldown_ms}},
+                        concurrency=concurrency, expect_nodes=3)
+    create_table(envoy.url, "passive")
+    return sim, agent, envoy
+
+
+def get_items(envoy, count, connections=4):
+    statuses = {}
+    clients = [RawDynamo(envoy.url) for _ in range(connections)]  # spread over both workers
+    try:
+        for i in range(count):
+            status, _ = clients[i % connections].call("GetItem", {"TableName": "passive", "Key": {"pk": {"S": f"k{i}"}}})
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        for c in clients:
+            c.close()
+    return statuses
+
+
+def retried_to(envoy, address, port):
+    return [line for line in envoy.access_log().splitlines()
+            if f"candidates={address}:{port}," in line and "attempts=1" not in line]
+
+
+def test_a_refusing_node_goes_down_for_every_worker_after_the_threshold(stack):
+    sim, agent, envoy = start(stack)
+    version = agent.snapshot()["version"]
+    sim.stop_node("127.0.0.2")
+    assert get_items(envoy, 600) == {200: 600}
+    assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
+    eventually(lambda: envoy.access_log().count("GetItem") >= 600, message="access log flushed")
+    # Each connection refused cost a retry, not a failed request, and only until the shared
+    # table said DOWN: without passive health a third of the 600 (200) would have retried.
+    retried = retried_to(envoy, "127.0.0.2", sim.port)
+    assert ACTIVE_FAILURE_THRESHOLD <= len(retried) <= ACTIVE_FAILURE_THRESHOLD + 4, len(retried)
+    assert agent.snapshot()["version"] == version, "the agent noticed; the test proves nothing"
+
+
+def test_a_nodes_own_503s_are_health_neutral(stack):
+    sim, agent, envoy = start(stack)
+    sim.fail_node("127.0.0.2", 1.0, 503)
+    statuses = get_items(envoy, 300)
+    assert statuses == {200: 200, 503: 100}, statuses  # a node's 503 reaches the client as-is
+    assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 0
+    sim.fail_node("127.0.0.2", 0)
+    sim.reset()
+    assert get_items(envoy, 300) == {200: 300}
+    assert sim.totals()["127.0.0.2"] == 100
+
+
+def test_a_down_node_is_tried_again_after_the_cooldown(stack):
+    sim, agent, envoy = start(stack, cooldown_ms=2_000, concurrency=1)
+    sim.stop_node("127.0.0.2")
+    assert get_items(envoy, 300, connections=1) == {200: 300}
+    assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
+    sim.start_node("127.0.0.2")
+
+    def back_in_rotation():
+        sim.reset()
+        assert get_items(envoy, 30, connections=1) == {200: 30}
+        return sim.totals()["127.0.0.2"] == 10
+
+    eventually(back_in_rotation, timeout=60, interval=0.5, message="node back after the cooldown")
+    # On probation (QUARANTINED) it is routed normally; enough successes clear it.
+    eventually(lambda: metric(envoy, "alternator_node_health_changes_total", outcome="active") == 1,
+               message="promoted by traffic successes")
