@@ -26,7 +26,9 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     # listing it first for a third of the requests and Envoy's retries must walk the list.
     agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
     agent.wait_active([n[0] for n in NODES])
-    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3)
+    # Passive health off: it would mark the node DOWN after 10 refusals (tests/faults covers
+    # that); here every request that lists it first must walk on to the next node.
+    envoy = stack.envoy(agent, {"fallbacks": 2, "passive_health": {"enabled": False}}, expect_nodes=3)
     create_table(envoy.url, "failover")
     version = agent.snapshot()["version"]
 
