@@ -229,6 +229,9 @@ impl Root {
         {
             return PollOutcome::NotModified;
         }
+        let previous = host::shared_get(shared::SNAPSHOT)
+            .0
+            .and_then(|b| NodeSnapshot::from_json(&b).ok());
         // Snapshot first, version key last: a reader that sees the new version finds the new bytes.
         if host::shared_set(shared::SNAPSHOT, &body, None).is_err() {
             log_error!("alternator-filter: cannot store the node snapshot in shared data");
@@ -242,6 +245,10 @@ impl Root {
             snapshot.version(),
             snapshot.nodes().len()
         );
+        if let Some(previous) = previous.filter(|_| worker.config.passive_health.enabled) {
+            // The agent's probes readmitted a node: traffic's older verdict no longer applies.
+            let _ = shared::update_passive_health(|p| p.forget_readmitted(&previous, &snapshot));
+        }
         let config = &worker.config;
         if config.scope.datacenter.is_some()
             && RoutingView::build(&body, config).is_ok_and(|v| !v.scope_has_nodes())

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::health::{HealthThresholds, NodeHealth, Observation};
-use crate::snapshot::HealthState;
+use crate::snapshot::{HealthState, NodeSnapshot};
 
 /// Envoy's response-flag bits (the `response.flags` attribute, Envoy's `CoreResponseFlag`
 /// order) that mean the upstream attempt failed at transport level.
@@ -152,6 +152,24 @@ impl PassiveHealth {
             self.nodes.insert(address, tracked);
         }
         (after != before).then_some(after)
+    }
+
+    /// Forgets nodes the discovery agent (re)admitted: listed as eligible in `next` but absent
+    /// from, or `DOWN` in, `previous`. The agent admits a node only after a successful probe,
+    /// the spec's recovery signal, so a node restarted within the cooldown is not kept out by
+    /// what traffic saw before the restart. Returns whether anything was forgotten.
+    pub fn forget_readmitted(&mut self, previous: &NodeSnapshot, next: &NodeSnapshot) -> bool {
+        let before = self.nodes.len();
+        self.nodes.retain(|address, _| {
+            let now_eligible = next
+                .position(*address)
+                .is_some_and(|i| next.nodes()[i].health.is_eligible());
+            let was_out = previous
+                .position(*address)
+                .is_none_or(|i| previous.nodes()[i].health == HealthState::Down);
+            !(now_eligible && was_out)
+        });
+        self.nodes.len() != before
     }
 
     /// `published` (the agent's health, in snapshot node order) with every node passive health
@@ -308,6 +326,44 @@ mod tests {
             out, published,
             "all down by inference: the agent's view stands"
         );
+    }
+
+    #[test]
+    fn a_node_the_agent_readmits_is_forgotten() {
+        let snapshot = |nodes: &str| {
+            NodeSnapshot::from_json(
+                format!(
+                    r#"{{"format":1,"version":1,"scheme":"http","port":8000,"nodes":[{nodes}]}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let a = r#"{"address":"10.0.0.1","datacenter":"","rack":"","health":"active"}"#;
+        let a_down = r#"{"address":"10.0.0.1","datacenter":"","rack":"","health":"down"}"#;
+        let b = r#"{"address":"10.0.0.2","datacenter":"","rack":"","health":"active"}"#;
+        let t = HealthThresholds {
+            active_failure_threshold: 1,
+            ..HealthThresholds::default()
+        };
+        let mut p = PassiveHealth::default();
+        p.observe(A, Observation::TrafficFailure, 0, 10_000, &t);
+        p.observe(B, Observation::TrafficFailure, 0, 10_000, &t);
+        // Unchanged listing: traffic's verdict stands.
+        assert!(!p.forget_readmitted(
+            &snapshot(&format!("{a},{b}")),
+            &snapshot(&format!("{a},{b}"))
+        ));
+        // A came back (absent before), B did not.
+        assert!(p.forget_readmitted(&snapshot(b), &snapshot(&format!("{a},{b}"))));
+        assert_eq!(p.state(A, 1, 10_000), HealthState::Active);
+        assert_eq!(p.state(B, 1, 10_000), HealthState::Down);
+        p.observe(A, Observation::TrafficFailure, 0, 10_000, &t);
+        assert!(p.forget_readmitted(
+            &snapshot(&format!("{a_down},{b}")),
+            &snapshot(&format!("{a},{b}"))
+        ));
+        assert_eq!(p.state(A, 1, 10_000), HealthState::Active);
     }
 
     #[test]
