@@ -28,9 +28,10 @@ class Outcome:
         return f"{self.operation}({self.key}) -> {self.status or self.error}: {str(self.body)[:200]}"
 
 
-def _call(conn_holder, host, port, operation, body):
+def _call(conn_holder, host, port, operation, body, extra_headers=None):
     payload = json.dumps(body).encode()
     headers = {"x-amz-target": TARGET_PREFIX + operation, "content-type": "application/x-amz-json-1.0"}
+    headers.update(extra_headers or {})
     try:
         if conn_holder[0] is None:
             conn_holder[0] = http.client.HTTPConnection(host, port, timeout=60)
@@ -55,7 +56,7 @@ class MixedLoad:
     """`total` requests (half writes, half reads) over `workers` threads against `url`."""
 
     def __init__(self, url: str, table: str, total: int, workers: int = 4, prefix: str = "k",
-                 on_progress=None):
+                 write_headers=None):
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.table = table
@@ -66,7 +67,9 @@ class MixedLoad:
         self._lock = threading.Lock()
         self._sent = 0
         self._threads = []
-        self.on_progress = on_progress
+        # e.g. {"x-alternator-idempotent": "true"}: the writes are unconditional puts of fresh
+        # keys, so the test may declare them safe to retry.
+        self.write_headers = write_headers or {}
 
     @property
     def done(self) -> int:
@@ -88,7 +91,8 @@ class MixedLoad:
                 if n % 2 == 0 or not written:
                     key = f"{self.prefix}-{wid}-{n}"
                     status, err, body = _call(conn, self.host, self.port, "PutItem", {
-                        "TableName": self.table, "Item": {"pk": {"S": key}, "n": {"N": str(n)}}})
+                        "TableName": self.table, "Item": {"pk": {"S": key}, "n": {"N": str(n)}}},
+                        self.write_headers)
                     outcome = Outcome("PutItem", key, status, err, body)
                     if outcome.ok:
                         written.append(key)
