@@ -88,6 +88,7 @@ def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(st
         sim.start_node("127.0.0.3")
         agent.wait_active(ADDRESSES)
         wait_synced(envoy, agent)
+        wait_routing(envoy, 3)  # back in Envoy's EDS too, or its entry would be skipped
 
 
 def test_a_hung_node_costs_one_per_try_timeout_then_is_avoided(stack):
