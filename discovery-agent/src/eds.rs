@@ -7,8 +7,8 @@
 //! | node health | Envoy `health_status` | why |
 //! |---|---|---|
 //! | active | `HEALTHY` | vetted, eligible for everything |
-//! | quarantined | `DEGRADED` | Envoy's default `override_host_status` set is UNKNOWN, HEALTHY, DEGRADED, so the filter's header may still pick a quarantined node after every active one, as the "Node health" spec allows; the fallback load balancer treats degraded hosts as a last resort, the same ordering. UNHEALTHY would make Envoy ignore the filter's choice. |
-//! | down | `UNHEALTHY` | must not receive new traffic; Envoy rejects it as an override target too |
+//! | quarantined | `DEGRADED` | Envoy's default `override_host_status` set is UNKNOWN, HEALTHY, DEGRADED, so the filter's header may still pick a quarantined node after every active one, as the "Node health" spec allows; the fallback load balancer treats degraded hosts as a last resort, the same ordering. |
+//! | down | `UNHEALTHY` | must not receive new traffic; Envoy's own balancer skips it. The `override_host` policy of Envoy 1.40 was seen to accept a listed unhealthy host, so keeping DOWN nodes out of the header is the filter's job (it never lists them) |
 
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 use serde::Deserialize;
