@@ -50,6 +50,8 @@ pub struct RequestContext {
     candidates: String,
     /// Buffer the response body to learn a table's key schema (DescribeTable).
     learn_from_response: bool,
+    /// The view's node index of the first candidate, for the served-by metric.
+    first_choice: Option<usize>,
 }
 
 impl RequestContext {
@@ -61,6 +63,7 @@ impl RequestContext {
             phase: Phase::Headers,
             candidates: String::new(),
             learn_from_response: false,
+            first_choice: None,
         }
     }
 
@@ -86,6 +89,7 @@ impl RequestContext {
         };
         match decision {
             Decision::Routed(policy) => {
+                self.first_choice = view.first_choice();
                 worker.metrics.routed(policy);
                 if !host::set_header(
                     Map::HttpRequestHeaders,
@@ -127,11 +131,16 @@ impl RequestContext {
         let flags = host::property(&["response", "flags"])
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map_or(0, u64::from_le_bytes);
-        let attempts = host::property(&["upstream", "request_attempt_count"])
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_le_bytes);
-        for failed in passive::failed_before(&self.candidates, upstream, attempts) {
-            self.worker.observe(failed, Observation::TrafficFailure);
+        // No candidate precedes the first choice, so when it served there is nothing to
+        // attribute (what `failed_before` would answer) and the attempt count is not needed.
+        let served_by_first = self.candidates.split(',').next().map(str::trim) == Some(upstream);
+        if !served_by_first {
+            let attempts = host::property(&["upstream", "request_attempt_count"])
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_le_bytes);
+            for failed in passive::failed_before(&self.candidates, upstream, attempts) {
+                self.worker.observe(failed, Observation::TrafficFailure);
+            }
         }
         if let Some(observation) = passive::final_attempt(status, flags) {
             self.worker.observe(upstream, observation);
@@ -241,8 +250,13 @@ impl HttpContext for RequestContext {
         let Ok(upstream) = std::str::from_utf8(&upstream) else {
             return;
         };
-        let first = self.candidates.split(',').next().unwrap_or_default();
-        self.worker.metrics.served(upstream, upstream == first);
+        match &self.view {
+            Some(view) => view.served(&self.worker, upstream, self.first_choice),
+            None => {
+                let first = self.candidates.split(',').next().unwrap_or_default();
+                self.worker.metrics.served(upstream, upstream == first);
+            }
+        }
         self.feed_passive_health(upstream);
     }
 }

@@ -6,7 +6,7 @@
 //! `alternator_requests_total{node="127.0.0.2:8000",choice="first"}`. Envoy shares a metric
 //! between every worker VM that defines the same name, so the numbers are per Envoy.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -42,14 +42,66 @@ pub enum PollOutcome {
 
 /// Lazily defined metric ids of one VM (define_metric is a host call; done once per name).
 ///
-/// The per-request path looks ids up without allocating: fixed names are `&'static str`, and
-/// the per-node ids are found by the upstream address as borrowed `&str`.
+/// The per-request path never hashes a name: every fixed metric has a slot in an array,
+/// indexed by its position in [`FIXED`], and the per-node ids are cached by node index in the
+/// routing view (see `RoutingView::served_ids`), falling back to this map by `ip:port`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    fixed: RefCell<HashMap<&'static str, Option<u32>, Fnv>>,
+    /// `None`: not defined yet; `Some(id)`: what `define_metric` answered.
+    fixed: [Cell<Option<Option<u32>>>; FIXED.len()],
     /// Upstream `ip:port` → ids of (served as first choice, served as fallback).
     served: RefCell<HashMap<String, [Option<u32>; 2], Fnv>>,
 }
+
+/// Every fixed metric's name, by index (the constants below); from [`SNAPSHOT_VERSION`] on
+/// they are gauges, before it counters.
+const FIXED: [&str; 22] = [
+    "alternator_routed_total;policy=round_robin",
+    "alternator_routed_total;policy=random",
+    "alternator_routed_total;policy=affinity",
+    "alternator_routed_total;policy=no_snapshot",
+    "alternator_affinity_total;outcome=applied;reason=hash_key",
+    "alternator_affinity_total;outcome=fallback;reason=unknown_table",
+    "alternator_affinity_total;outcome=fallback;reason=no_key",
+    "alternator_affinity_total;outcome=fallback;reason=bad_body",
+    "alternator_affinity_total;outcome=fallback;reason=unsupported_key",
+    "alternator_affinity_total;outcome=fallback;reason=body_too_large",
+    "alternator_no_route_total",
+    "alternator_agent_polls_total;outcome=updated",
+    "alternator_agent_polls_total;outcome=not_modified",
+    "alternator_agent_polls_total;outcome=failed",
+    "alternator_agent_polls_total;outcome=invalid",
+    "alternator_node_health_changes_total;outcome=down",
+    "alternator_node_health_changes_total;outcome=quarantined",
+    "alternator_node_health_changes_total;outcome=active",
+    "alternator_key_names_learned_total",
+    "alternator_snapshot_version",
+    "alternator_snapshot_age_seconds",
+    "alternator_snapshot_nodes",
+];
+
+const ROUTED_ROUND_ROBIN: usize = 0;
+const ROUTED_RANDOM: usize = 1;
+const ROUTED_AFFINITY: usize = 2;
+const ROUTED_NO_SNAPSHOT: usize = 3;
+const AFFINITY_APPLIED: usize = 4;
+const AFFINITY_UNKNOWN_TABLE: usize = 5;
+const AFFINITY_NO_KEY: usize = 6;
+const AFFINITY_BAD_BODY: usize = 7;
+const AFFINITY_UNSUPPORTED_KEY: usize = 8;
+const AFFINITY_BODY_TOO_LARGE: usize = 9;
+const NO_ROUTE: usize = 10;
+const POLL_UPDATED: usize = 11;
+const POLL_NOT_MODIFIED: usize = 12;
+const POLL_FAILED: usize = 13;
+const POLL_INVALID: usize = 14;
+const HEALTH_DOWN: usize = 15;
+const HEALTH_QUARANTINED: usize = 16;
+const HEALTH_ACTIVE: usize = 17;
+const KEY_LEARNED: usize = 18;
+const SNAPSHOT_VERSION: usize = 19;
+const SNAPSHOT_AGE: usize = 20;
+const SNAPSHOT_NODES: usize = 21;
 
 /// FNV-1a: these maps hold a few dozen short keys the filter itself chose, so the DoS
 /// resistance of the default SipHash buys nothing and costs hundreds of instructions a lookup.
@@ -77,42 +129,53 @@ impl Hasher for FnvHasher {
 }
 
 impl Metrics {
-    fn fixed(&self, name: &'static str, gauge: bool) -> Option<u32> {
-        *self.fixed.borrow_mut().entry(name).or_insert_with(|| {
-            if gauge {
-                host::define_gauge(name)
-            } else {
-                host::define_counter(name)
-            }
-        })
+    fn fixed(&self, index: usize) -> Option<u32> {
+        let slot = &self.fixed[index];
+        if let Some(id) = slot.get() {
+            return id;
+        }
+        let name = FIXED[index];
+        let id = if index >= SNAPSHOT_VERSION {
+            host::define_gauge(name)
+        } else {
+            host::define_counter(name)
+        };
+        slot.set(Some(id));
+        id
     }
 
-    fn inc(&self, name: &'static str) {
-        if let Some(id) = self.fixed(name, false) {
+    fn inc(&self, index: usize) {
+        if let Some(id) = self.fixed(index) {
             host::increment(id, 1);
         }
     }
 
+    /// The ids of (served as first choice, served as fallback) for `node` (`ip:port`),
+    /// defined on first use.
+    pub fn served_ids(&self, node: &str) -> [Option<u32>; 2] {
+        if let Some(ids) = self.served.borrow().get(node) {
+            return *ids;
+        }
+        let ids = [
+            host::define_counter(&format!(
+                "alternator_requests_total;node={node};choice=first"
+            )),
+            host::define_counter(&format!(
+                "alternator_requests_total;node={node};choice=fallback"
+            )),
+        ];
+        self.served.borrow_mut().insert(node.to_string(), ids);
+        ids
+    }
+
     /// A request answered by `node`, which was the filter's first choice or a fallback.
     pub fn served(&self, node: &str, first_choice: bool) {
-        let slot = usize::from(!first_choice);
-        let cached = self.served.borrow().get(node).map(|ids| ids[slot]);
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let ids = [
-                    host::define_counter(&format!(
-                        "alternator_requests_total;node={node};choice=first"
-                    )),
-                    host::define_counter(&format!(
-                        "alternator_requests_total;node={node};choice=fallback"
-                    )),
-                ];
-                self.served.borrow_mut().insert(node.to_string(), ids);
-                ids[slot]
-            }
-        };
-        if let Some(id) = id {
+        Self::served_by(self.served_ids(node), first_choice);
+    }
+
+    /// [`Metrics::served`] with the node's ids already at hand.
+    pub fn served_by(ids: [Option<u32>; 2], first_choice: bool) {
+        if let Some(id) = ids[usize::from(!first_choice)] {
             host::increment(id, 1);
         }
     }
@@ -120,66 +183,60 @@ impl Metrics {
     /// A routing decision, by the policy that made it.
     pub fn routed(&self, policy: RoutedBy) {
         self.inc(match policy {
-            RoutedBy::RoundRobin => "alternator_routed_total;policy=round_robin",
-            RoutedBy::Random => "alternator_routed_total;policy=random",
-            RoutedBy::Affinity => "alternator_routed_total;policy=affinity",
-            RoutedBy::NoSnapshot => "alternator_routed_total;policy=no_snapshot",
+            RoutedBy::RoundRobin => ROUTED_ROUND_ROBIN,
+            RoutedBy::Random => ROUTED_RANDOM,
+            RoutedBy::Affinity => ROUTED_AFFINITY,
+            RoutedBy::NoSnapshot => ROUTED_NO_SNAPSHOT,
         });
     }
 
     pub fn affinity_applied(&self) {
-        self.inc("alternator_affinity_total;outcome=applied;reason=hash_key");
+        self.inc(AFFINITY_APPLIED);
     }
 
     pub fn affinity_missed(&self, why: AffinityMiss) {
         self.inc(match why {
-            AffinityMiss::UnknownTable => {
-                "alternator_affinity_total;outcome=fallback;reason=unknown_table"
-            }
-            AffinityMiss::NoKey => "alternator_affinity_total;outcome=fallback;reason=no_key",
-            AffinityMiss::BadBody => "alternator_affinity_total;outcome=fallback;reason=bad_body",
-            AffinityMiss::UnsupportedKey => {
-                "alternator_affinity_total;outcome=fallback;reason=unsupported_key"
-            }
-            AffinityMiss::BodyTooLarge => {
-                "alternator_affinity_total;outcome=fallback;reason=body_too_large"
-            }
+            AffinityMiss::UnknownTable => AFFINITY_UNKNOWN_TABLE,
+            AffinityMiss::NoKey => AFFINITY_NO_KEY,
+            AffinityMiss::BadBody => AFFINITY_BAD_BODY,
+            AffinityMiss::UnsupportedKey => AFFINITY_UNSUPPORTED_KEY,
+            AffinityMiss::BodyTooLarge => AFFINITY_BODY_TOO_LARGE,
         });
     }
 
     pub fn no_route(&self) {
-        self.inc("alternator_no_route_total");
+        self.inc(NO_ROUTE);
     }
 
     pub fn poll(&self, outcome: PollOutcome) {
         self.inc(match outcome {
-            PollOutcome::Updated => "alternator_agent_polls_total;outcome=updated",
-            PollOutcome::NotModified => "alternator_agent_polls_total;outcome=not_modified",
-            PollOutcome::Failed => "alternator_agent_polls_total;outcome=failed",
-            PollOutcome::Invalid => "alternator_agent_polls_total;outcome=invalid",
+            PollOutcome::Updated => POLL_UPDATED,
+            PollOutcome::NotModified => POLL_NOT_MODIFIED,
+            PollOutcome::Failed => POLL_FAILED,
+            PollOutcome::Invalid => POLL_INVALID,
         });
     }
 
     /// Passive health moved a node into `state` (traffic this Envoy forwarded).
     pub fn node_health_changed(&self, state: HealthState) {
         self.inc(match state {
-            HealthState::Down => "alternator_node_health_changes_total;outcome=down",
-            HealthState::Quarantined => "alternator_node_health_changes_total;outcome=quarantined",
-            HealthState::Active => "alternator_node_health_changes_total;outcome=active",
+            HealthState::Down => HEALTH_DOWN,
+            HealthState::Quarantined => HEALTH_QUARANTINED,
+            HealthState::Active => HEALTH_ACTIVE,
         });
     }
 
     pub fn key_learned(&self) {
-        self.inc("alternator_key_names_learned_total");
+        self.inc(KEY_LEARNED);
     }
 
     pub fn snapshot(&self, version: u64, age_seconds: u64, nodes: u64) {
-        for (name, value) in [
-            ("alternator_snapshot_version", version),
-            ("alternator_snapshot_age_seconds", age_seconds),
-            ("alternator_snapshot_nodes", nodes),
+        for (index, value) in [
+            (SNAPSHOT_VERSION, version),
+            (SNAPSHOT_AGE, age_seconds),
+            (SNAPSHOT_NODES, nodes),
         ] {
-            if let Some(id) = self.fixed(name, true) {
+            if let Some(id) = self.fixed(index) {
                 host::record(id, value);
             }
         }
@@ -194,4 +251,80 @@ pub enum RoutedBy {
     Affinity,
     /// No snapshot yet: Envoy's fallback policy chose.
     NoSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_indices_name_their_metrics() {
+        for (index, name) in [
+            (
+                ROUTED_ROUND_ROBIN,
+                "alternator_routed_total;policy=round_robin",
+            ),
+            (ROUTED_RANDOM, "alternator_routed_total;policy=random"),
+            (ROUTED_AFFINITY, "alternator_routed_total;policy=affinity"),
+            (
+                ROUTED_NO_SNAPSHOT,
+                "alternator_routed_total;policy=no_snapshot",
+            ),
+            (
+                AFFINITY_APPLIED,
+                "alternator_affinity_total;outcome=applied;reason=hash_key",
+            ),
+            (
+                AFFINITY_UNKNOWN_TABLE,
+                "alternator_affinity_total;outcome=fallback;reason=unknown_table",
+            ),
+            (
+                AFFINITY_NO_KEY,
+                "alternator_affinity_total;outcome=fallback;reason=no_key",
+            ),
+            (
+                AFFINITY_BAD_BODY,
+                "alternator_affinity_total;outcome=fallback;reason=bad_body",
+            ),
+            (
+                AFFINITY_UNSUPPORTED_KEY,
+                "alternator_affinity_total;outcome=fallback;reason=unsupported_key",
+            ),
+            (
+                AFFINITY_BODY_TOO_LARGE,
+                "alternator_affinity_total;outcome=fallback;reason=body_too_large",
+            ),
+            (NO_ROUTE, "alternator_no_route_total"),
+            (POLL_UPDATED, "alternator_agent_polls_total;outcome=updated"),
+            (
+                POLL_NOT_MODIFIED,
+                "alternator_agent_polls_total;outcome=not_modified",
+            ),
+            (POLL_FAILED, "alternator_agent_polls_total;outcome=failed"),
+            (POLL_INVALID, "alternator_agent_polls_total;outcome=invalid"),
+            (
+                HEALTH_DOWN,
+                "alternator_node_health_changes_total;outcome=down",
+            ),
+            (
+                HEALTH_QUARANTINED,
+                "alternator_node_health_changes_total;outcome=quarantined",
+            ),
+            (
+                HEALTH_ACTIVE,
+                "alternator_node_health_changes_total;outcome=active",
+            ),
+            (KEY_LEARNED, "alternator_key_names_learned_total"),
+            (SNAPSHOT_VERSION, "alternator_snapshot_version"),
+            (SNAPSHOT_AGE, "alternator_snapshot_age_seconds"),
+            (SNAPSHOT_NODES, "alternator_snapshot_nodes"),
+        ] {
+            assert_eq!(FIXED[index], name);
+        }
+        // Gauges are exactly the snapshot metrics, at the end.
+        assert_eq!(SNAPSHOT_NODES, FIXED.len() - 1);
+        assert!(FIXED[..SNAPSHOT_VERSION]
+            .iter()
+            .all(|n| !n.starts_with("alternator_snapshot_")));
+    }
 }

@@ -3,7 +3,7 @@
 //! Everything here is a call into the routing core plus the glue the host needs (scratch
 //! buffers, the worker's counters, metric labels). No routing rule is decided in this file.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, Ref, RefCell};
 use std::collections::BTreeMap;
 
 use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
@@ -15,7 +15,7 @@ use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
 use crate::config::{AffinityModeConfig, FilterConfig, Policy};
 use crate::host;
-use crate::metrics::{AffinityMiss, RoutedBy};
+use crate::metrics::{AffinityMiss, Metrics, RoutedBy};
 use crate::worker::Worker;
 
 /// What the filter does with a request.
@@ -56,17 +56,23 @@ pub fn learned_key(response_body: &[u8]) -> Option<(String, String)> {
     dynamodb::table_description_key_schema(response_body).map(|t| (t.table, t.hash_key))
 }
 
-/// Configured names first, then names learned by any worker of this Envoy.
+/// Configured names first, then names learned by any worker of this Envoy. The learned map
+/// (a shared-data read of its version key, and of the map itself when it changed) is consulted
+/// only when the configured map misses, so configured tables cost no host call.
 struct Schemas<'a> {
     configured: &'a BTreeMap<String, String>,
-    learned: &'a BTreeMap<String, String>,
+    worker: &'a Worker,
+    learned: OnceCell<Ref<'a, BTreeMap<String, String>>>,
 }
 
 impl KeySchemas for Schemas<'_> {
     fn hash_key(&self, table: &str) -> Option<&str> {
-        self.configured
+        if let Some(key) = self.configured.get(table) {
+            return Some(key);
+        }
+        self.learned
+            .get_or_init(|| self.worker.learned_keys())
             .get(table)
-            .or_else(|| self.learned.get(table))
             .map(String::as_str)
     }
 }
@@ -78,10 +84,10 @@ pub fn affinity_target(
     body: &[u8],
     worker: &Worker,
 ) -> Result<Option<AffinityTarget>, AffinityMiss> {
-    let learned = worker.learned_keys();
     let schemas = Schemas {
         configured: &worker.config.affinity.tables,
-        learned: &learned,
+        worker,
+        learned: OnceCell::new(),
     };
     match dynamodb::affinity_keys(affinity_mode(&worker.config), op, body, &schemas) {
         Ok(keys) => Ok(Some(AffinityTarget::from_keys(&keys))),
@@ -123,17 +129,20 @@ pub struct RoutingView {
     /// The agent's health made worse by passive health, rebuilt per request while any node is
     /// tracked (the cooldown depends on the clock).
     health: RefCell<Vec<HealthState>>,
+    /// Per node index: the served-by metric ids, once a request was served by that node.
+    served_ids: RefCell<Vec<Option<[Option<u32>; 2]>>>,
 }
 
 impl RoutingView {
     pub fn build(bytes: &[u8], config: &FilterConfig) -> Result<Self, String> {
         let snapshot = NodeSnapshot::from_json(bytes).map_err(|e| e.to_string())?;
         let port = snapshot.port();
-        let endpoints = snapshot
+        let endpoints: Vec<String> = snapshot
             .nodes()
             .iter()
             .map(|n| host_port(n.address, port))
             .collect();
+        let served_ids = RefCell::new(vec![None; endpoints.len()]);
         let table = RoutingTable::new(snapshot, scope_policy(config)?);
         Ok(RoutingView {
             table,
@@ -141,6 +150,7 @@ impl RoutingView {
             plan: RefCell::new(Vec::with_capacity(config.candidates())),
             scratch: RefCell::new(AffinityScratch::default()),
             health: RefCell::new(Vec::new()),
+            served_ids,
         })
     }
 
@@ -211,6 +221,31 @@ impl RoutingView {
         let mut scratch = self.scratch.borrow_mut();
         affinity::plan(&self.table, target, health, k, &mut plan, &mut scratch);
         self.write(&plan, out, RoutedBy::Affinity)
+    }
+
+    /// Counts a request answered by `upstream` (`ip:port`, as Envoy reports it) against its
+    /// node; `first` is the index of the plan's first choice. The first choice is found by
+    /// index; any other node (a fallback after a retry) by its `ip:port`.
+    pub fn served(&self, worker: &Worker, upstream: &str, first: Option<usize>) {
+        let first = first.filter(|&i| self.endpoints.get(i).is_some_and(|e| e == upstream));
+        let Some(index) = first else {
+            worker.metrics.served(upstream, false);
+            return;
+        };
+        let cached = self.served_ids.borrow().get(index).copied().flatten();
+        let ids = cached.unwrap_or_else(|| {
+            let ids = worker.metrics.served_ids(upstream);
+            if let Some(slot) = self.served_ids.borrow_mut().get_mut(index) {
+                *slot = Some(ids);
+            }
+            ids
+        });
+        Metrics::served_by(ids, true);
+    }
+
+    /// The node index of the plan's first choice (what [`RoutingView::served`] takes).
+    pub fn first_choice(&self) -> Option<usize> {
+        self.plan.borrow().first().copied()
     }
 
     /// The routing header value for `plan`: what `RoutingTable::push_override_hosts` writes,
