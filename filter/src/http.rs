@@ -120,7 +120,9 @@ impl RequestContext {
 
 impl RequestContext {
     /// Attributes this request's outcome to the nodes its attempts went to (`routing::passive`).
-    fn feed_passive_health(&self, upstream: &str) {
+    ///
+    /// `served_by_first`: the first candidate answered, so no earlier candidate can have failed.
+    fn feed_passive_health(&self, upstream: &str, served_by_first: bool) {
         if !self.worker.config.passive_health.enabled {
             return;
         }
@@ -133,7 +135,6 @@ impl RequestContext {
             .map_or(0, u64::from_le_bytes);
         // No candidate precedes the first choice, so when it served there is nothing to
         // attribute (what `failed_before` would answer) and the attempt count is not needed.
-        let served_by_first = self.candidates.split(',').next().map(str::trim) == Some(upstream);
         if !served_by_first {
             let attempts = host::property(&["upstream", "request_attempt_count"])
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -250,13 +251,11 @@ impl HttpContext for RequestContext {
         let Ok(upstream) = std::str::from_utf8(&upstream) else {
             return;
         };
+        let served_by_first = self.candidates.split(',').next() == Some(upstream);
         match &self.view {
             Some(view) => view.served(&self.worker, upstream, self.first_choice),
-            None => {
-                let first = self.candidates.split(',').next().unwrap_or_default();
-                self.worker.metrics.served(upstream, upstream == first);
-            }
+            None => self.worker.metrics.served(upstream, served_by_first),
         }
-        self.feed_passive_health(upstream);
+        self.feed_passive_health(upstream, served_by_first);
     }
 }

@@ -13,11 +13,12 @@ import json
 import os
 import pathlib
 import select
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+
+from .util import stop_process_group
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 
@@ -126,19 +127,7 @@ class SimProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM by PID (process group), SIGKILL after `timeout`; returns the exit code."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
+        stop_process_group(self.proc, timeout)
         if self.proc.stdout:
             self.proc.stdout.close()
         if self._log is not subprocess.DEVNULL:

@@ -67,6 +67,25 @@ def eventually(condition, timeout: float = 20.0, interval: float = 0.1, message:
         time.sleep(interval)
 
 
+def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """SIGTERM a child started with start_new_session=True (its own process group, so by PID),
+    SIGKILL after `timeout`; returns its exit code."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
 class OwnedProcess:
     """A child process this test started; stopped by PID (its own process group), never by name."""
 
@@ -91,19 +110,7 @@ class OwnedProcess:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
+        stop_process_group(self.proc, timeout)
         self._log.close()
 
     def log_tail(self, lines: int = 60) -> str:

@@ -89,30 +89,6 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Scylla's `/localnodes`: live, normal nodes of `?dc=` (default: this node's datacenter),
 /// filtered by `?rack=`; unknown datacenter or rack gives `[]`.
 fn localnodes(req: &Request<Incoming>, cluster: &Cluster, node: &Node) -> Response<Body> {
@@ -121,8 +97,8 @@ fn localnodes(req: &Request<Incoming>, cluster: &Cluster, node: &Node) -> Respon
     for pair in req.uri().query().unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "dc" => dc = Some(percent_decode(v)),
-            "rack" => rack = Some(percent_decode(v)),
+            "dc" => dc = Some(crate::sigv4::percent_decode(v, true)),
+            "rack" => rack = Some(crate::sigv4::percent_decode(v, true)),
             _ => {}
         }
     }

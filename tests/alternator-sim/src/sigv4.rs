@@ -45,7 +45,10 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-fn uri_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; with `plus_is_space`, also `+` as a space (HTML form encoding, as
+/// `/localnodes?dc=` uses). SigV4's canonical query decodes without it. Malformed escapes are
+/// kept as they are.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
@@ -55,6 +58,10 @@ fn uri_decode(s: &str) -> String {
             (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
                 out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
                 i += 3;
+            }
+            (b'+', _, _) if plus_is_space => {
+                out.push(b' ');
+                i += 1;
             }
             (b, _, _) => {
                 out.push(b);
@@ -72,8 +79,8 @@ fn canonical_query(query: &str) -> String {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (
-                uri_encode(&uri_decode(k), false),
-                uri_encode(&uri_decode(v), false),
+                uri_encode(&percent_decode(k, false), false),
+                uri_encode(&percent_decode(v, false), false),
             )
         })
         .collect();
