@@ -97,10 +97,13 @@ bench: bench-tools bench-venv bench-noop wasm native
 bench-tools:
 	@bench/install-tools.sh
 
-# A do-nothing proxy-wasm filter (its own workspace), built where the harness looks for modules.
+# The do-nothing proxy-wasm filters of configurations 2n (Rust SDK) and 2m (raw ABI, no SDK),
+# each its own workspace, built where the harness looks for modules.
 bench-noop: toolchain
 	CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" $(CARGO) build \
 		--manifest-path bench/noop-filter/Cargo.toml --target $(WASM_TARGET) --release
+	CARGO_TARGET_DIR="$${CARGO_TARGET_DIR:-$(CURDIR)/target}" $(CARGO) build \
+		--manifest-path bench/minimal-filter/Cargo.toml --target $(WASM_TARGET) --release
 
 bench-venv: $(VENV)/.bench-installed
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed

@@ -1,10 +1,11 @@
-"""A small hand-written SVG of the benchmark report: throughput bars, p50/p99 beside them."""
+"""A small hand-written SVG of the benchmark report: throughput bars, saturated and paced
+latency beside them."""
 from xml.sax.saxutils import escape
 
 ROW = 34
 LEFT = 400
 BAR_MAX = 340
-WIDTH = LEFT + BAR_MAX + 440
+WIDTH = LEFT + BAR_MAX + 640
 
 
 def render(report: dict) -> str:
@@ -30,11 +31,17 @@ def render(report: dict) -> str:
         out.append(f'<text x="{LEFT + width + 6:.1f}" y="{y + 19}">{r["rps"]:.0f}</text>')
         cpu = r.get("proxy_cpu_us_per_request")
         cpu_text = f" · proxy CPU {cpu:.0f} µs/req" if cpu is not None else ""
+        paced = r.get("paced")
+        paced_text = (f' · at {paced["offered_rps"]:,.0f} req/s: p50 {paced["p50_us"]:.0f} µs, '
+                      f'p99 {paced["p99_us"]:.0f} µs' if paced else "")
         out.append(f'<text x="{LEFT + BAR_MAX + 60}" y="{y + 19}" fill="#333">'
-                   f'p50 {r["p50_us"] / 1000:.2f} ms · p99 {r["p99_us"] / 1000:.2f} ms{cpu_text}</text>')
+                   f'p50 {r["p50_us"] / 1000:.2f} ms · p99 {r["p99_us"] / 1000:.2f} ms{cpu_text}'
+                   f'{escape(paced_text)}</text>')
     y = top + ROW * len(rows) + 24
     ratios = report.get("ratios", {})
-    parts = [f'{name} {q["throughput"] * 100:.1f}% (p99 {q["added_p99_us"]:+.0f} µs)'
+    parts = [f'{name} {q["throughput"] * 100:.1f}%'
+             + (f' (added p99 at {q["paced"]["offered_rps"]:,.0f} req/s {q["paced"]["added_p99_us"]:+.0f} µs)'
+                if "paced" in q else f' (saturated p99 {q["added_p99_us"]:+.0f} µs)')
              for name, q in ratios.items() if name in ("3/2", "4/2", "5/2")]
     if parts:
         out.append(f'<text x="16" y="{y}">{escape("throughput ratios: " + ", ".join(parts))}</text>')
@@ -47,5 +54,6 @@ def render(report: dict) -> str:
 def subtitle(report: dict) -> str:
     s = report.get("settings", {})
     m = report.get("machine", {})
+    paced = "" if s.get("no_paced") else f'paced phase at {s.get("paced_rate", 0):,.0f} req/s; '
     return (f'wrk {s.get("connections")} connections, {s.get("repetitions")} x {s.get("duration")} s, '
-            f'medians; {m.get("cpus")} CPUs, load {m.get("loadavg_at_start", 0):.1f}')
+            f'medians; {paced}{m.get("cpus")} CPUs, load {m.get("loadavg_at_start", 0):.1f}')

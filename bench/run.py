@@ -10,13 +10,21 @@ configurations in a shuffled order, medians reported):
   2w  configuration 2 with the PutItem workload of configuration 4 (the like-for-like base of 4)
   2e  the shipped envoy/envoy.yaml without the filter (EDS + override_host falling back to round
       robin): 3 against 2e isolates the wasm filter from the cluster machinery
-  2n  the shipped envoy/envoy.yaml with a do-nothing proxy-wasm filter (bench/noop-filter):
-      2n against 2e is the price of any wasm filter, 3 against 2n alternator-filter's own work
+  2m  the shipped envoy/envoy.yaml with the smallest proxy-wasm module (bench/minimal-filter: raw
+      ABI exports, only context create and request headers): 2m against 2e is the floor of any
+      V8 filter
+  2n  the shipped envoy/envoy.yaml with a do-nothing proxy-wasm filter (bench/noop-filter, the
+      Rust SDK, which exports every callback): 2n against 2m is what the SDK's callbacks cost,
+      3 against 2n alternator-filter's own work
   3   Envoy + filter, round robin, the shipped envoy/envoy.yaml (the headers-only path)
   3b  with --ab OTHER.wasm: configuration 3 running that build, interleaved with 3
   4   Envoy + filter, key affinity ANY_WRITE, 1 KB PutItem bodies (the body path)
   5   configuration 3 with 100 nodes in the snapshot (and in EDS)
   6   nginx (Debian) round robin over the same 3 nodes, when it is installed
+
+Each configuration is measured twice per repetition: saturated (wrk's closed loop, for
+throughput and CPU per request) and paced (h2load at a fixed rate well below saturation, for the
+latency a proxy adds to one request; see paced.py). Every Envoy runs with `-l warn`.
 
 It also records Envoy's RSS with and without the filter, the proxies' CPU time per request, the
 .wasm size, an application-level comparison (boto3 through Envoy + filter versus ScyllaDB's
@@ -54,7 +62,9 @@ from harness.util import OwnedProcess, eventually, free_port, target_dir  # noqa
 
 import chart  # noqa: E402
 import criterion  # noqa: E402
+import paced  # noqa: E402
 import profile_filter  # noqa: E402
+import sdk_requests  # noqa: E402
 
 TABLE = "bench"
 KEYS = 64
@@ -219,6 +229,8 @@ def prepare_tables(url: str):
 # --- load -------------------------------------------------------------------------------------
 
 class Config:
+    """One measured configuration: where its requests go and what it measured."""
+
     def __init__(self, cid, title, url, operation, proxy_pid=None, envoy=None, expect_policy=None):
         self.id = cid
         self.title = title
@@ -227,13 +239,16 @@ class Config:
         self.proxy_pid = proxy_pid
         self.envoy = envoy
         self.expect_policy = expect_policy
+        self.request_file = None  # sdk_requests.write_request_file() output, read by workload.lua
         self.runs = []
+        self.paced_runs = []
 
 
 def run_wrk(config: Config, seconds: float, args) -> dict:
+    """One saturated closed-loop run: wrk with `args.connections` connections for `seconds`."""
     cmd = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{max(1, round(seconds))}s",
            "--timeout", "5s", "-s", str(BENCH / "workload.lua"), config.url + "/", "--",
-           config.operation, str(KEYS), str(args.put_bytes)]
+           str(config.request_file)]
     cpu_before = process_cpu_seconds(config.proxy_pid) if config.proxy_pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     cpu_after = process_cpu_seconds(config.proxy_pid) if config.proxy_pid else None
@@ -247,13 +262,28 @@ def run_wrk(config: Config, seconds: float, args) -> dict:
     return result
 
 
+def run_paced(config: Config, repetition: int, workdir: pathlib.Path, args) -> dict:
+    """One paced run (h2load at `args.paced_rate` req/s), with the proxy's CPU per request."""
+    cpu_before = process_cpu_seconds(config.proxy_pid) if config.proxy_pid else None
+    result = paced.run(config.url, config.operation, repetition % KEYS, workdir / "paced",
+                       args.paced_rate, args.paced_duration, args.paced_warmup, args.paced_connections,
+                       args.put_bytes)
+    if cpu_before is not None and result["requests"]:
+        cpu = process_cpu_seconds(config.proxy_pid) - cpu_before
+        # The CPU time also covers h2load's warm-up requests, which its log leaves out.
+        sent = result["requests"] * (1 + args.paced_warmup / args.paced_duration)
+        result["proxy_cpu_us_per_request"] = cpu * 1e6 / sent
+    return result
+
+
 def summarize(config: Config) -> dict:
+    """Medians over the repetitions (with the spread), for both phases."""
     runs = config.runs
-    med = lambda key: statistics.median(r[key] for r in runs if key in r)  # noqa: E731
+    med = lambda rs, key: statistics.median(r[key] for r in rs if key in r)  # noqa: E731
     out = {
         "id": config.id, "title": config.title, "operation": config.operation,
         "repetitions": len(runs),
-        "rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99_us"),
+        "rps": med(runs, "rps"), "p50_us": med(runs, "p50_us"), "p99_us": med(runs, "p99_us"),
         "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
         "errors": sum(sum(r["errors"].values()) for r in runs),
         "runs": runs,
@@ -261,7 +291,19 @@ def summarize(config: Config) -> dict:
     if runs and "served_by" in runs[-1]:
         out["served_by"] = runs[-1]["served_by"]
     if any("proxy_cpu_us_per_request" in r for r in runs):
-        out["proxy_cpu_us_per_request"] = med("proxy_cpu_us_per_request")
+        out["proxy_cpu_us_per_request"] = med(runs, "proxy_cpu_us_per_request")
+    prs = config.paced_runs
+    if prs:
+        out["paced"] = {
+            "offered_rps": prs[0]["offered_rps"], "repetitions": len(prs),
+            "rps": med(prs, "rps"), "p50_us": med(prs, "p50_us"), "p99_us": med(prs, "p99_us"),
+            "p999_us": med(prs, "p999_us"), "late_share": med(prs, "late_share"),
+            "p99_min_us": min(r["p99_us"] for r in prs), "p99_max_us": max(r["p99_us"] for r in prs),
+            "errors": sum(r["errors"]["non_2xx"] + r["errors"]["failed"] for r in prs),
+            "runs": prs,
+        }
+        if any("proxy_cpu_us_per_request" in r for r in prs):
+            out["paced"]["proxy_cpu_us_per_request"] = med(prs, "proxy_cpu_us_per_request")
     return out
 
 
@@ -315,17 +357,27 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measured repetition")
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per configuration")
-    p.add_argument("--repetitions", type=int, default=3)
+    p.add_argument("--repetitions", type=int, default=5,
+                   help="measured repetitions of each phase, interleaved across configurations")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (fixed)")
     p.add_argument("--wrk-threads", type=int, default=1)
     p.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads")
     p.add_argument("--sim-threads", type=int, default=1, help="alternator-sim worker threads")
+    p.add_argument("--paced-rate", type=float, default=2000.0,
+                   help="offered req/s of the paced (latency) phase, well below saturation")
+    p.add_argument("--paced-duration", type=float, default=4.0, help="seconds per paced repetition")
+    p.add_argument("--paced-warmup", type=float, default=0.5,
+                   help="h2load warm-up seconds before each paced repetition (not measured)")
+    p.add_argument("--paced-connections", type=int, default=2,
+                   help="h2load processes of the paced phase, one connection each, "
+                        "each at paced-rate / connections (see paced.py)")
+    p.add_argument("--no-paced", action="store_true", help="skip the paced (fixed-rate latency) phase")
     p.add_argument("--put-bytes", type=int, default=1024, help="PutItem body size (configuration 4)")
     p.add_argument("--large-cluster", type=int, default=100, help="nodes of configuration 5")
     p.add_argument("--app-requests", type=int, default=3200, help="requests per app-level run")
     p.add_argument("--app-threads", type=int, default=32)
     p.add_argument("--long", action="store_true",
-                   help="longer, steadier run: 15 s x 5 repetitions, full criterion sampling")
+                   help="longer, steadier run: 15 s x 7 repetitions (paced: 10 s), full criterion sampling")
     p.add_argument("--only", default="", help="comma-separated configuration ids (e.g. 2,3)")
     p.add_argument("--no-app", action="store_true", help="skip the application-level comparison")
     p.add_argument("--no-criterion", action="store_true", help="skip `cargo bench -p alternator-routing`")
@@ -342,7 +394,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="seed of the interleaving order")
     args = p.parse_args(argv)
     if args.long:
-        args.duration, args.repetitions, args.warmup = 15.0, 5, 5.0
+        args.duration, args.repetitions, args.warmup, args.paced_duration = 15.0, 7, 5.0, 10.0
     if not 3 <= args.large_cluster <= 254:
         p.error("--large-cluster must be 3-254 (the nodes are 127.0.1.1-127.0.1.N)")
     return args
@@ -353,9 +405,10 @@ def main(argv=None) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     wanted = lambda cid: not only or cid in only  # noqa: E731
     args.out.mkdir(parents=True, exist_ok=True)
-    for tool in ("wrk",):
+    tools = {"wrk": "wrk"} if args.no_paced else {"wrk": "wrk", "h2load": "nghttp2-client"}
+    for tool, package in tools.items():
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is not installed: `apt-get install -y wrk` (make bench does)")
+            raise SystemExit(f"{tool} is not installed: `apt-get install -y {package}` (make bench does)")
     nginx_reason = None
     if args.no_nginx:
         nginx_reason = "skipped (--no-nginx)"
@@ -434,7 +487,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
 
     agent3 = agent_large = None
     seeds = [n[0] for n in nodes[:3]]
-    if wanted("2e") or wanted("2n") or wanted("3") or wanted("3b") or wanted("4"):
+    if any(wanted(cid) for cid in ("2e", "2m", "2n", "3", "3b", "4")):
         agent3 = Agent(workdir / "agent3", seeds, sim.port, datacenter="dc1",
                        active_interval="1s", idle_interval="5s", probe_period="5s")
         owned.append(agent3)
@@ -447,8 +500,10 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         values = envoy_values(args)
         if wasm is not None:
             values["WASM_PATH"] = str(wasm)
+        # The same log level as configuration 2's Envoy: no wasm debug logging in the measurement.
         e = Envoy(workdir / f"envoy{cid}", agent.port, plugin_config or {},
-                  concurrency=args.envoy_concurrency, extra_values=values, with_filter=with_filter)
+                  concurrency=args.envoy_concurrency, extra_values=values, with_filter=with_filter,
+                  log_level="warn", component_log_level=None)
         owned.append(e)
         e.wait_ready()
         if with_filter and alternator_filter:
@@ -462,13 +517,21 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         e = envoy("2e", agent3, with_filter=False)
         configs.append(Config("2e", "shipped config, no filter (EDS + override_host)",
                               e.url, "GetItem", proxy_pid=e.process.pid))
+    if wanted("2m"):
+        minimal = bench_wasm("alternator_bench_minimal_filter")
+        if minimal is None:
+            print("configuration 2m skipped: bench/minimal-filter is not built (make bench builds it)")
+        else:
+            e = envoy("2m", agent3, wasm=minimal, alternator_filter=False)
+            configs.append(Config("2m", "shipped config, minimal raw-ABI wasm module", e.url,
+                                  "GetItem", proxy_pid=e.process.pid))
     if wanted("2n"):
         noop = noop_wasm()
         if noop is None:
             print("configuration 2n skipped: bench/noop-filter is not built (make bench builds it)")
         else:
             e = envoy("2n", agent3, wasm=noop, alternator_filter=False)
-            configs.append(Config("2n", "shipped config, a do-nothing wasm filter", e.url,
+            configs.append(Config("2n", "shipped config, a do-nothing SDK wasm filter", e.url,
                                   "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
         e = filter_envoys["3"] = envoy("3", agent3)
@@ -509,6 +572,11 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
                 raise SystemExit(f"configuration {c.id}: {op} answered {status}: {answer}")
 
     rss_idle = {c.id: rss_kib(c.proxy_pid) for c in configs if c.proxy_pid}
+    request_files = {op: sdk_requests.write_request_file(workdir / f"requests-{op}.txt", op, KEYS,
+                                                         args.put_bytes)
+                     for op in {c.operation for c in configs}}
+    for c in configs:
+        c.request_file = request_files[c.operation]
 
     print(f"warm-up: {args.warmup:g} s per configuration", flush=True)
     for c in configs:
@@ -531,6 +599,16 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
                   f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:6.2f} ms"
                   + (f"  errors {sum(r['errors'].values())}" if sum(r['errors'].values()) else ""),
                   flush=True)
+        if args.no_paced:
+            continue
+        order.shuffle(round_order)
+        for c in round_order:
+            r = run_paced(c, rep, workdir, args)
+            c.paced_runs.append(r)
+            errors = r["errors"]["non_2xx"] + r["errors"]["failed"]
+            print(f"  rep {rep + 1}/{args.repetitions} config {c.id:>2} at {args.paced_rate:g} req/s: "
+                  f"{r['rps']:6.0f} req/s  p50 {r['p50_us']:5.0f} µs  p99 {r['p99_us']:6.0f} µs  "
+                  f"p99.9 {r['p999_us']:6.0f} µs" + (f"  errors {errors}" if errors else ""), flush=True)
     sim_cpu = process_cpu_seconds(sim_pid) - sim_cpu_before
 
     results = [summarize(c) for c in configs]
@@ -559,10 +637,16 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
     return out
 
 
-def noop_wasm() -> pathlib.Path | None:
-    """bench/noop-filter's module (built into the same target directory as everything else)."""
-    path = target_dir() / "wasm32-wasip1" / "release" / "alternator_bench_noop_filter.wasm"
+def bench_wasm(name: str) -> pathlib.Path | None:
+    """A bench-only module (bench/noop-filter, bench/minimal-filter) built by `make bench-noop`
+    into the same target directory as everything else."""
+    path = target_dir() / "wasm32-wasip1" / "release" / f"{name}.wasm"
     return path if path.exists() else None
+
+
+def noop_wasm() -> pathlib.Path | None:
+    """bench/noop-filter's module (the Rust SDK's do-nothing filter)."""
+    return bench_wasm("alternator_bench_noop_filter")
 
 
 def envoy_values(args) -> dict:
@@ -574,6 +658,8 @@ def envoy_values(args) -> dict:
 
 
 def ratios(results) -> dict:
+    """Configuration a over configuration b: throughput ratio and added latency and CPU, from the
+    saturated phase and (`paced`) from the fixed-rate phase."""
     by = {r["id"]: r for r in results}
     out = {}
 
@@ -588,10 +674,20 @@ def ratios(results) -> dict:
             if "proxy_cpu_us_per_request" in by[a] and "proxy_cpu_us_per_request" in by[b]:
                 out[name]["added_proxy_cpu_us_per_request"] = (
                     by[a]["proxy_cpu_us_per_request"] - by[b]["proxy_cpu_us_per_request"])
+            pa, pb = by[a].get("paced"), by[b].get("paced")
+            if pa and pb:
+                out[name]["paced"] = {
+                    "offered_rps": pa["offered_rps"],
+                    "added_p50_us": pa["p50_us"] - pb["p50_us"],
+                    "added_p99_us": pa["p99_us"] - pb["p99_us"],
+                    "added_p999_us": pa["p999_us"] - pb["p999_us"],
+                }
 
     pair("3/2", "3", "2", "filter, headers-only path, over plain Envoy (GetItem)")
     pair("3/2e", "3", "2e", "the wasm filter alone: shipped config with and without it (GetItem)")
     pair("2n/2e", "2n", "2e", "the fixed price of any Rust proxy-wasm filter (GetItem)")
+    pair("2m/2e", "2m", "2e", "the floor of any V8 filter: the minimal raw-ABI module (GetItem)")
+    pair("2n/2m", "2n", "2m", "the Rust SDK's full set of callbacks over the minimal module (GetItem)")
     pair("3/2n", "3", "2n", "alternator-filter's own work over a do-nothing filter (GetItem)")
     pair("4/2", "4", "2w", "filter, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
     pair("3b/3", "3b", "3", "the --ab filter build over the default one (GetItem)")
@@ -603,22 +699,31 @@ def ratios(results) -> dict:
 
 
 # The project's targets (issue "make bench"), shown beside the measurement; never enforced.
+# (ratio, phase, field, comparison, target, text); the added p99 is judged at the paced rate,
+# where it is the filter's latency rather than queueing (the saturated difference stays in the
+# ratio lines). "{rate}" is the paced phase's offered rate.
 GOALS = [
-    ("3/2", "throughput", ">=", 0.95, "configuration 3 at >= 95% of configuration 2"),
-    ("3/2", "added_p99_us", "<=", 50.0, "configuration 3 adds <= 50 µs p99 over 2"),
-    ("4/2", "throughput", ">=", 0.85, "configuration 4 at >= 85% of its plain-Envoy base"),
-    ("5/3", "throughput", ">=", 0.98, "100 nodes within 2% of 3 nodes"),
+    ("3/2", "saturated", "throughput", ">=", 0.95, "configuration 3 at >= 95% of configuration 2"),
+    ("3/2", "paced", "added_p99_us", "<=", 50.0, "configuration 3 adds <= 50 µs p99 over 2 at {rate} req/s"),
+    ("4/2", "saturated", "throughput", ">=", 0.85, "configuration 4 at >= 85% of its plain-Envoy base"),
+    ("5/3", "saturated", "throughput", ">=", 0.98, "100 nodes within 2% of 3 nodes"),
 ]
 
 
 def goals(ratios_: dict) -> list:
+    """Each goal whose ratio was measured, with the measured value and whether it was met."""
     out = []
-    for ratio, field, op, target, text in GOALS:
-        if ratio in ratios_:
-            value = ratios_[ratio][field]
-            met = value >= target if op == ">=" else value <= target
-            out.append({"goal": text, "ratio": ratio, "measured": value, "target": target,
-                        "met_on_this_run": met})
+    for ratio, phase, field, op, target, text in GOALS:
+        measured = ratios_.get(ratio, {})
+        if phase == "paced":
+            measured = measured.get("paced", {})
+        if field not in measured:
+            continue
+        value = measured[field]
+        met = value >= target if op == ">=" else value <= target
+        out.append({"goal": text.format(rate=f"{measured.get('offered_rps', 0):,.0f}"),
+                    "ratio": ratio, "phase": phase, "measured": value, "target": target,
+                    "met_on_this_run": met})
     return out
 
 
@@ -680,26 +785,52 @@ def format_table(report: dict) -> str:
                  f"{s['repetitions']} x {s['duration']:g} s after {s['warmup']:g} s warm-up; "
                  f"medians. Envoy --concurrency {s['envoy_concurrency']}, nginx 1 worker, "
                  f"sim {s['sim_threads']} thread(s).")
+    if not s.get("no_paced"):
+        lines.append(f"paced: h2load, {s['paced_connections']} connections (one process each) at "
+                     f"{s['paced_rate']:,.0f} req/s in total, {s['repetitions']} x {s['paced_duration']:g} s, interleaved the same way; "
+                     f"medians of exact per-request percentiles.")
+    configs = report.get("configurations", [])
+    cpu_text = lambda cpu: ("%.1f" % cpu) if cpu is not None else "-"  # noqa: E731
     lines.append("")
-    lines.append(f"{'#':>3}  {'configuration':50} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-                 f"{'proxy CPU µs/req':>17} {'errors':>6} {'nodes':>5}")
-    for r in report.get("configurations", []):
-        cpu = r.get("proxy_cpu_us_per_request")
-        lines.append(f"{r['id']:>3}  {r['title'][:50]:50} {r['rps']:9.0f} {r['p50_us'] / 1000:8.2f} "
-                     f"{r['p99_us'] / 1000:8.2f} {('%.1f' % cpu) if cpu is not None else '-':>17} "
+    lines.append("saturated (wrk closed loop: throughput; its latency is queueing)")
+    lines.append(f"{'#':>3}  {'configuration':46} {'req/s':>7} {'min–max':>13} {'p50 ms':>7} {'p99 ms':>7} "
+                 f"{'proxy CPU µs/req':>16} {'errors':>6} {'nodes':>5}")
+    for r in configs:
+        lines.append(f"{r['id']:>3}  {r['title'][:46]:46} {r['rps']:7.0f} "
+                     f"{r['rps_min']:6.0f}–{r['rps_max']:<6.0f} {r['p50_us'] / 1000:7.2f} "
+                     f"{r['p99_us'] / 1000:7.2f} {cpu_text(r.get('proxy_cpu_us_per_request')):>16} "
                      f"{r['errors']:>6} {r.get('served_by', {}).get('nodes', '-'):>5}")
     for cid, reason in report.get("skipped", {}).items():
         lines.append(f"{cid:>3}  skipped: {reason}")
+    if any("paced" in r for r in configs):
+        lines.append("")
+        lines.append(f"paced at {s['paced_rate']:,.0f} req/s (h2load: the latency a proxy adds to one request)")
+        lines.append(f"{'#':>3}  {'configuration':46} {'req/s':>7} {'p50 µs':>7} {'p99 µs':>7} "
+                     f"{'p99.9 µs':>8} {'p99 min–max':>13} {'proxy CPU µs/req':>16} {'late':>5} {'errors':>6}")
+        for r in configs:
+            q = r.get("paced")
+            if q:
+                lines.append(f"{r['id']:>3}  {r['title'][:46]:46} {q['rps']:7.0f} {q['p50_us']:7.0f} "
+                             f"{q['p99_us']:7.0f} {q['p999_us']:8.0f} "
+                             f"{q['p99_min_us']:6.0f}–{q['p99_max_us']:<6.0f} "
+                             f"{cpu_text(q.get('proxy_cpu_us_per_request')):>16} "
+                             f"{q['late_share'] * 100:4.1f}% {q['errors']:>6}")
     lines.append("")
     for name, q in report.get("ratios", {}).items():
         extra = ""
         if "added_proxy_cpu_us_per_request" in q:
-            extra = f", proxy CPU {q['added_proxy_cpu_us_per_request']:+.1f} µs/req"
-        lines.append(f"  {name:4} throughput {q['throughput'] * 100:6.1f}%   p99 {q['added_p99_us']:+8.0f} µs"
-                     f"{extra}   ({q['note']})")
+            extra = f", proxy CPU {q['added_proxy_cpu_us_per_request']:+5.1f} µs/req"
+        paced_text = ""
+        if "paced" in q:
+            pq = q["paced"]
+            paced_text = (f"; added at {pq['offered_rps']:,.0f} req/s: p50 {pq['added_p50_us']:+4.0f} µs, "
+                          f"p99 {pq['added_p99_us']:+5.0f} µs, p99.9 {pq['added_p999_us']:+5.0f} µs")
+        lines.append(f"  {name:5} throughput {q['throughput'] * 100:6.1f}%, saturated p99 "
+                     f"{q['added_p99_us']:+7.0f} µs{extra}{paced_text}")
+        lines.append(f"        ({q['note']})")
     for g in report.get("goals", []):
         shown = (f"{g['measured'] * 100:.1f}%" if g["target"] < 2 else f"{g['measured']:+.0f} µs")
-        lines.append(f"  goal: {g['goal']:52} measured {shown:>9}  "
+        lines.append(f"  goal: {g['goal']:62} measured {shown:>9}  "
                      f"{'met' if g['met_on_this_run'] else 'not met'} on this run")
     lines.append("")
     rss = report.get("rss", {})

@@ -1,8 +1,8 @@
 -- wrk request generator for `bench/run.py`: DynamoDB JSON requests as an SDK sends them.
 --
--- Arguments (after `--`): OPERATION KEYS [BODY_BYTES]
---   GetItem  KEYS          GetItem of one of KEYS pre-written items
---   PutItem  KEYS  BYTES   PutItem of an item whose JSON body is BODY_BYTES long
+-- Argument (after `--`): REQUEST_FILE, written by run.py from bench/sdk_requests.py (the one
+-- definition of the requests, shared with the paced phase's h2load): `Name: value` header lines,
+-- an empty line, then one JSON body per line. Every body becomes one `POST /` request.
 --
 -- Requests are formatted once per thread in init() and then cycled, so wrk spends its time
 -- sending, not building strings. done() prints one line `BENCH-JSON {...}` with the merged
@@ -11,51 +11,19 @@
 local requests = {}
 local next_index = 1
 
--- Headers of a boto3 request, with a syntactically valid (not verified) SigV4 signature: the
--- proxies under test handle headers of realistic size.
-local function headers(operation)
-  return {
-    ["Content-Type"] = "application/x-amz-json-1.0",
-    ["X-Amz-Target"] = "DynamoDB_20120810." .. operation,
-    ["User-Agent"] = "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1 md/arch#x86_64 lang/python#3.11.7 cfg/retry-mode#standard Botocore/1.35.0",
-    ["X-Amz-Date"] = "20261121T150000Z",
-    ["Authorization"] = "AWS4-HMAC-SHA256 Credential=bench/20261121/us-east-1/dynamodb/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
-  }
-end
-
-local function key(i)
-  return string.format("user-%06d", i)
-end
-
-local function get_item(i)
-  return string.format(
-    '{"TableName":"bench","Key":{"pk":{"S":"%s"}},"ConsistentRead":false,"ReturnConsumedCapacity":"NONE"}',
-    key(i))
-end
-
-local function put_item(i, size)
-  local head = string.format(
-    '{"TableName":"bench","Item":{"pk":{"S":"%s"},"visits":{"N":"%d"},"active":{"BOOL":true},"payload":{"S":"',
-    key(i), i)
-  local tail = '"}},"ReturnValues":"NONE"}'
-  local pad = size - #head - #tail
-  if pad < 0 then pad = 0 end
-  return head .. string.rep(string.char(97 + i % 26), pad) .. tail
-end
-
 function init(args)
-  local operation = args[1] or "GetItem"
-  local keys = tonumber(args[2] or "64")
-  local size = tonumber(args[3] or "1024")
-  for i = 0, keys - 1 do
-    local body
-    if operation == "PutItem" then
-      body = put_item(i, size)
-    else
-      body = get_item(i)
-    end
-    requests[#requests + 1] = wrk.format("POST", "/", headers(operation), body)
+  local file = assert(io.open(args[1], "r"))
+  local headers = {}
+  for line in file:lines() do
+    if line == "" then break end
+    local name, value = line:match("^([^:]+): (.*)$")
+    headers[name] = value
   end
+  for body in file:lines() do
+    requests[#requests + 1] = wrk.format("POST", "/", headers, body)
+  end
+  file:close()
+  assert(#requests > 0, "no request bodies in " .. args[1])
   -- Threads start at different keys so they do not move in lockstep.
   next_index = math.random(#requests)
 end

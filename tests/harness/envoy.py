@@ -96,7 +96,10 @@ class Envoy:
 
     def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
                  concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None,
-                 with_filter: bool = True, hot_restart_of: "Envoy | None" = None):
+                 with_filter: bool = True, hot_restart_of: "Envoy | None" = None,
+                 component_log_level: str | None = "wasm:debug"):
+        """`component_log_level` is passed as `--component-log-level` (None: not at all, every
+        component at `log_level`)."""
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A hot restart reuses the parent's rendered config and base id with the next epoch;
@@ -134,7 +137,8 @@ class Envoy:
             [envoy_binary(), "-c", self.config_path, "--base-id", self.base_id,
              "--restart-epoch", self.restart_epoch, "--drain-time-s", 2, "--parent-shutdown-time-s", 5,
              "--concurrency", concurrency, "--admin-address-path", self.admin_path,
-             "-l", log_level, "--component-log-level", "wasm:debug"],
+             "-l", log_level]
+            + (["--component-log-level", component_log_level] if component_log_level else []),
             "envoy", self.log_path,
         )
         self.admin = None
