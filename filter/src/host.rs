@@ -83,6 +83,13 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
+/// An integer property (Envoy encodes them as 8 little-endian bytes).
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    property(path)
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_le_bytes)
+}
+
 pub fn dispatch_http_call(
     cluster: &str,
     headers: &[(&str, &str)],

@@ -18,7 +18,7 @@ use crate::metrics::{AffinityMiss, RoutedBy};
 use alternator_routing::affinity::AffinityTarget;
 use alternator_routing::dynamodb::Operation;
 use alternator_routing::health::Observation;
-use alternator_routing::passive;
+use alternator_routing::passive::{self, envoy_flags};
 
 use crate::view::{self, Decision, RoutingView};
 use crate::worker::Worker;
@@ -126,23 +126,27 @@ impl RequestContext {
         if !self.worker.config.passive_health.enabled {
             return;
         }
-        let status = host::property(&["response", "code"])
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_le_bytes)
-            .and_then(|c| u16::try_from(c).ok());
-        let flags = host::property(&["response", "flags"])
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, u64::from_le_bytes);
+        let flags = host::property_u64(&["response", "flags"]).unwrap_or(0);
         // No candidate precedes the first choice, so when it served there is nothing to
         // attribute (what `failed_before` would answer) and the attempt count is not needed.
         if !served_by_first {
-            let attempts = host::property(&["upstream", "request_attempt_count"])
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map(u64::from_le_bytes);
+            let attempts = host::property_u64(&["upstream", "request_attempt_count"]);
             for failed in passive::failed_before(&self.candidates, upstream, attempts) {
                 self.worker.observe(failed, Observation::TrafficFailure);
             }
         }
+        // Without a transport failure the final answer is a success or health-neutral, which
+        // changes nothing for a node passive health does not track: the status is read only
+        // when it can matter.
+        let transport_failure = flags & envoy_flags::TRANSPORT_FAILURE != 0;
+        if !transport_failure && !self.worker.tracks(upstream) {
+            return;
+        }
+        let status = if transport_failure {
+            None
+        } else {
+            host::property_u64(&["response", "code"]).and_then(|c| u16::try_from(c).ok())
+        };
         if let Some(observation) = passive::final_attempt(status, flags) {
             self.worker.observe(upstream, observation);
         }
@@ -159,9 +163,17 @@ impl HttpContext for RequestContext {
         worker.note_traffic();
         self.view = worker.view();
 
-        let declared_len = host::header(Map::HttpRequestHeaders, "content-length")
-            .as_deref()
-            .and_then(crate::shared::parse_u64);
+        // Each header read costs two crossings into V8 (the call and the copy of the value), so
+        // round robin and random, which never look at the operation, do not read it.
+        // (Fetching all headers in one call instead costs more in guest allocations.)
+        let uses_operation = view::uses_operation(config);
+        let declared_len = if uses_operation || config.max_request_bytes > 0 {
+            host::header(Map::HttpRequestHeaders, "content-length")
+                .as_deref()
+                .and_then(crate::shared::parse_u64)
+        } else {
+            None
+        };
         if config.max_request_bytes > 0
             && declared_len.is_some_and(|len| len > config.max_request_bytes)
         {
@@ -177,8 +189,13 @@ impl HttpContext for RequestContext {
             return Action::Pause;
         }
 
-        let target = host::header(Map::HttpRequestHeaders, "x-amz-target");
-        let op = target.as_deref().map_or(Operation::Other, view::classify);
+        let op = if uses_operation {
+            host::header(Map::HttpRequestHeaders, "x-amz-target")
+                .as_deref()
+                .map_or(Operation::Other, view::classify)
+        } else {
+            Operation::Other
+        };
         self.op = op;
         self.learn_from_response = view::learns_from_response(op, config);
         if !view::needs_body(op, config) {

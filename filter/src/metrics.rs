@@ -5,6 +5,11 @@
 //! `stats_config.stats_tags` regex, which is what makes `/stats/prometheus` show for example
 //! `alternator_requests_total{node="127.0.0.2:8000",choice="first"}`. Envoy shares a metric
 //! between every worker VM that defines the same name, so the numbers are per Envoy.
+//!
+//! Counting costs no host call: each VM adds to its own counters and [`Metrics::flush`] hands
+//! the sums to Envoy on the root context's tick (every `agent.tick_ms`, 500 ms by default), and
+//! when the VM is reconfigured or shut down. Counters therefore trail the traffic by up to one
+//! tick. Gauges are recorded at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -40,17 +45,33 @@ pub enum PollOutcome {
     Invalid,
 }
 
-/// Lazily defined metric ids of one VM (define_metric is a host call; done once per name).
+/// One VM's counters not yet handed to Envoy, and the metric ids defined so far
+/// (`define_metric` is a host call, made once per name, at the first flush that needs it).
 ///
 /// The per-request path never hashes a name: every fixed metric has a slot in an array,
-/// indexed by its position in [`FIXED`], and the per-node ids are cached by node index in the
-/// routing view (see `RoutingView::served_ids`), falling back to this map by `ip:port`.
+/// indexed by its position in [`FIXED`], and the per-node counters are found by a slot number
+/// the routing view caches per node index (see `RoutingView::served_slots`), falling back to a
+/// lookup by `ip:port`.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// `None`: not defined yet; `Some(id)`: what `define_metric` answered.
     fixed: [Cell<Option<Option<u32>>>; FIXED.len()],
-    /// Upstream `ip:port` → ids of (served as first choice, served as fallback).
-    served: RefCell<HashMap<String, [Option<u32>; 2], Fnv>>,
+    /// Counts of the fixed counters since the last flush.
+    pending: [Cell<u64>; FIXED.len()],
+    /// Upstream `ip:port` → its slot in `served`.
+    served_index: RefCell<HashMap<String, usize, Fnv>>,
+    /// Per upstream node: its served-by counters.
+    served: RefCell<Vec<Served>>,
+}
+
+/// The `alternator_requests_total` counters of one node.
+#[derive(Debug)]
+struct Served {
+    node: String,
+    /// Ids of (served as first choice, served as fallback), once defined.
+    ids: Option<[Option<u32>; 2]>,
+    /// Counts of (first choice, fallback) since the last flush.
+    pending: [u64; 2],
 }
 
 /// Every fixed metric's name, by index (the constants below); from [`SNAPSHOT_VERSION`] on
@@ -145,38 +166,71 @@ impl Metrics {
     }
 
     fn inc(&self, index: usize) {
-        if let Some(id) = self.fixed(index) {
-            host::increment(id, 1);
+        let pending = &self.pending[index];
+        pending.set(pending.get().wrapping_add(1));
+    }
+
+    /// Hands every count since the last flush to Envoy: one host call per counter that moved.
+    pub fn flush(&self) {
+        for index in 0..SNAPSHOT_VERSION {
+            let count = self.pending[index].replace(0);
+            if count > 0 {
+                if let Some(id) = self.fixed(index) {
+                    host::increment(id, i64::try_from(count).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        for served in self.served.borrow_mut().iter_mut() {
+            if served.pending == [0, 0] {
+                continue;
+            }
+            let node = &served.node;
+            let ids = *served.ids.get_or_insert_with(|| {
+                [
+                    host::define_counter(&format!(
+                        "alternator_requests_total;node={node};choice=first"
+                    )),
+                    host::define_counter(&format!(
+                        "alternator_requests_total;node={node};choice=fallback"
+                    )),
+                ]
+            });
+            for (id, count) in ids.iter().zip(std::mem::take(&mut served.pending)) {
+                if let (Some(id), true) = (id, count > 0) {
+                    host::increment(*id, i64::try_from(count).unwrap_or(i64::MAX));
+                }
+            }
         }
     }
 
-    /// The ids of (served as first choice, served as fallback) for `node` (`ip:port`),
-    /// defined on first use.
-    pub fn served_ids(&self, node: &str) -> [Option<u32>; 2] {
-        if let Some(ids) = self.served.borrow().get(node) {
-            return *ids;
+    /// The slot of `node`'s (`ip:port`) served-by counters, created on first use.
+    pub fn served_slot(&self, node: &str) -> usize {
+        if let Some(&slot) = self.served_index.borrow().get(node) {
+            return slot;
         }
-        let ids = [
-            host::define_counter(&format!(
-                "alternator_requests_total;node={node};choice=first"
-            )),
-            host::define_counter(&format!(
-                "alternator_requests_total;node={node};choice=fallback"
-            )),
-        ];
-        self.served.borrow_mut().insert(node.to_string(), ids);
-        ids
+        let mut served = self.served.borrow_mut();
+        let slot = served.len();
+        served.push(Served {
+            node: node.to_string(),
+            ids: None,
+            pending: [0, 0],
+        });
+        self.served_index
+            .borrow_mut()
+            .insert(node.to_string(), slot);
+        slot
     }
 
     /// A request answered by `node`, which was the filter's first choice or a fallback.
     pub fn served(&self, node: &str, first_choice: bool) {
-        Self::served_by(self.served_ids(node), first_choice);
+        self.served_by(self.served_slot(node), first_choice);
     }
 
-    /// [`Metrics::served`] with the node's ids already at hand.
-    pub fn served_by(ids: [Option<u32>; 2], first_choice: bool) {
-        if let Some(id) = ids[usize::from(!first_choice)] {
-            host::increment(id, 1);
+    /// [`Metrics::served`] with the node's slot already at hand.
+    pub fn served_by(&self, slot: usize, first_choice: bool) {
+        if let Some(served) = self.served.borrow_mut().get_mut(slot) {
+            let count = &mut served.pending[usize::from(!first_choice)];
+            *count = count.wrapping_add(1);
         }
     }
 

@@ -53,6 +53,8 @@ impl Root {
     fn tick(&mut self, worker: &Rc<Worker>) {
         let now = host::now_ms();
         worker.publish_traffic();
+        worker.metrics.flush();
+        worker.refresh();
         if !self.hold_lease(worker, now) {
             return;
         }
@@ -265,13 +267,18 @@ impl Root {
                 },
             );
         }
+        // This worker routes on the new snapshot from its next request; the others refresh on
+        // their own tick.
+        worker.refresh();
         self.report_snapshot(worker, now);
         PollOutcome::Updated
     }
 
     /// Snapshot gauges; age counts from the agent's last confirmation that it is current.
     fn report_snapshot(&self, worker: &Worker, now: u64) {
-        let Some(view) = worker.view() else { return };
+        let Some(view) = worker.current_view() else {
+            return;
+        };
         let confirmed = shared::read_u64(shared::CONFIRMED_AT_MS).unwrap_or(now);
         worker.metrics.snapshot(
             view.version(),
@@ -319,6 +326,14 @@ fn set_reachable(reachable: bool, detail: &str) {
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away (configuration change, drain): hand over what is counted.
+        if let Some(worker) = &self.worker {
+            worker.metrics.flush();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -360,6 +375,9 @@ impl RootContext for Root {
         self.main = None;
         self.notify = None;
         self.next_poll_at_ms = 0;
+        if let Some(previous) = &self.worker {
+            previous.metrics.flush();
+        }
         self.worker = Some(Rc::new(Worker::new(config)));
         true
     }

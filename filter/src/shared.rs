@@ -1,9 +1,9 @@
 //! Names and encodings of the proxy-wasm shared-data keys.
 //!
 //! Shared data is scoped by `vm_id`, so every worker VM of one Envoy (and only those) sees
-//! these keys. The poller is the only writer of the snapshot keys; HTTP contexts read the tiny
-//! [`SNAPSHOT_VERSION`] key on every request and the large [`SNAPSHOT`] key only when the
-//! version changed.
+//! these keys. The poller is the only writer of the snapshot keys; each worker reads the tiny
+//! [`SNAPSHOT_VERSION`] key on its tick and every 32nd request (`Worker::view`), and the large
+//! [`SNAPSHOT`] key only when the version changed.
 
 use std::collections::BTreeMap;
 

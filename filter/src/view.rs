@@ -15,7 +15,7 @@ use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
 use crate::config::{AffinityModeConfig, FilterConfig, Policy};
 use crate::host;
-use crate::metrics::{AffinityMiss, Metrics, RoutedBy};
+use crate::metrics::{AffinityMiss, RoutedBy};
 use crate::worker::Worker;
 
 /// What the filter does with a request.
@@ -39,6 +39,12 @@ pub fn affinity_mode(config: &FilterConfig) -> AffinityMode {
 /// The operation named by `X-Amz-Target` (non-UTF-8 is just "other").
 pub fn classify(target: &[u8]) -> Operation {
     std::str::from_utf8(target).map_or(Operation::Other, Operation::from_target)
+}
+
+/// Whether any request may be routed by key (or teach a key schema), so the operation named
+/// by `X-Amz-Target` matters at all.
+pub fn uses_operation(config: &FilterConfig) -> bool {
+    affinity_mode(config) != AffinityMode::None
 }
 
 /// Whether this request is routed by key, so its body must be read first.
@@ -129,8 +135,8 @@ pub struct RoutingView {
     /// The agent's health made worse by passive health, rebuilt per request while any node is
     /// tracked (the cooldown depends on the clock).
     health: RefCell<Vec<HealthState>>,
-    /// Per node index: the served-by metric ids, once a request was served by that node.
-    served_ids: RefCell<Vec<Option<[Option<u32>; 2]>>>,
+    /// Per node index: the slot of its served-by counters, once a request was served by it.
+    served_slots: RefCell<Vec<Option<usize>>>,
 }
 
 impl RoutingView {
@@ -142,7 +148,7 @@ impl RoutingView {
             .iter()
             .map(|n| host_port(n.address, port))
             .collect();
-        let served_ids = RefCell::new(vec![None; endpoints.len()]);
+        let served_slots = RefCell::new(vec![None; endpoints.len()]);
         let table = RoutingTable::new(snapshot, scope_policy(config)?);
         Ok(RoutingView {
             table,
@@ -150,7 +156,7 @@ impl RoutingView {
             plan: RefCell::new(Vec::with_capacity(config.candidates())),
             scratch: RefCell::new(AffinityScratch::default()),
             health: RefCell::new(Vec::new()),
-            served_ids,
+            served_slots,
         })
     }
 
@@ -232,15 +238,15 @@ impl RoutingView {
             worker.metrics.served(upstream, false);
             return;
         };
-        let cached = self.served_ids.borrow().get(index).copied().flatten();
-        let ids = cached.unwrap_or_else(|| {
-            let ids = worker.metrics.served_ids(upstream);
-            if let Some(slot) = self.served_ids.borrow_mut().get_mut(index) {
-                *slot = Some(ids);
+        let cached = self.served_slots.borrow().get(index).copied().flatten();
+        let slot = cached.unwrap_or_else(|| {
+            let slot = worker.metrics.served_slot(upstream);
+            if let Some(cache) = self.served_slots.borrow_mut().get_mut(index) {
+                *cache = Some(slot);
             }
-            ids
+            slot
         });
-        Metrics::served_by(ids, true);
+        worker.metrics.served_by(slot, true);
     }
 
     /// The node index of the plan's first choice (what [`RoutingView::served`] takes).

@@ -39,7 +39,13 @@ pub struct Worker {
     /// Passive health shared by every worker, refreshed when its version key changes.
     passive: RefCell<PassiveHealth>,
     passive_version: RefCell<Vec<u8>>,
+    /// Requests since the shared version keys were last read (see [`Worker::view`]).
+    since_refresh: Cell<u32>,
 }
+
+/// Requests between two reads of the shared version keys on the request path; the root
+/// context's tick reads them too, so an idle worker is never more than a tick behind.
+const REFRESH_EVERY: u32 = 32;
 
 impl Worker {
     pub fn new(config: FilterConfig) -> Self {
@@ -55,11 +61,41 @@ impl Worker {
             learned_version: RefCell::new(Vec::new()),
             passive: RefCell::new(PassiveHealth::default()),
             passive_version: RefCell::new(Vec::new()),
+            since_refresh: Cell::new(0),
         }
     }
 
-    /// The current routing view, re-parsed only when the poller stored a new snapshot.
+    /// The routing view for a request. The shared version keys (snapshot and passive health)
+    /// cost two host calls, so a request reads them only while this VM has no view yet and
+    /// otherwise every [`REFRESH_EVERY`]th request; the root context's tick refreshes as
+    /// well ([`Worker::refresh`]). A new snapshot or another worker's passive-health verdict
+    /// therefore reaches this VM within one tick or 32 requests, whichever comes first; its
+    /// own verdicts apply at once.
     pub fn view(&self) -> Option<Rc<RoutingView>> {
+        let n = self.since_refresh.get().wrapping_add(1);
+        if n < REFRESH_EVERY {
+            if let Some(view) = self.view.borrow().1.as_ref() {
+                self.since_refresh.set(n);
+                return Some(Rc::clone(view));
+            }
+        }
+        self.refresh()
+    }
+
+    /// The view as of the last refresh, without any host call.
+    pub fn current_view(&self) -> Option<Rc<RoutingView>> {
+        self.view.borrow().1.clone()
+    }
+
+    /// Re-reads the shared version keys and rebuilds what changed; returns the current view.
+    pub fn refresh(&self) -> Option<Rc<RoutingView>> {
+        self.since_refresh.set(0);
+        self.refresh_passive();
+        self.refresh_view()
+    }
+
+    /// The current routing view, re-parsed only when the poller stored a new snapshot.
+    fn refresh_view(&self) -> Option<Rc<RoutingView>> {
         let (version, _) = host::shared_get(shared::SNAPSHOT_VERSION);
         let version = version.unwrap_or_default();
         {
@@ -122,22 +158,39 @@ impl Worker {
         self.learned.borrow()
     }
 
-    /// The passive-health table every worker of this Envoy shares (empty when disabled).
+    /// This VM's copy of the passive-health table every worker of this Envoy shares (empty
+    /// when disabled), as of the last [`Worker::refresh`] or this VM's own last verdict.
     pub fn passive_health(&self) -> Ref<'_, PassiveHealth> {
-        if self.config.passive_health.enabled {
-            let version = host::shared_get(shared::PASSIVE_HEALTH_VERSION)
-                .0
-                .unwrap_or_default();
-            if *self.passive_version.borrow() != version {
-                let stored = host::shared_get(shared::PASSIVE_HEALTH).0;
-                *self.passive.borrow_mut() = stored
-                    .as_deref()
-                    .map(PassiveHealth::from_json)
-                    .unwrap_or_default();
-                *self.passive_version.borrow_mut() = version;
-            }
-        }
         self.passive.borrow()
+    }
+
+    /// Whether passive health tracks the node at `endpoint` (`ip:port`): only then can a
+    /// successful or health-neutral answer from it change anything.
+    pub fn tracks(&self, endpoint: &str) -> bool {
+        let passive = self.passive.borrow();
+        // Checked first: parsing the address costs more than everything else here.
+        !passive.is_empty()
+            && endpoint
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| passive.would_change(a.ip(), Observation::TrafficSuccess))
+    }
+
+    /// Re-reads the shared passive-health table when its version key changed.
+    fn refresh_passive(&self) {
+        if !self.config.passive_health.enabled {
+            return;
+        }
+        let version = host::shared_get(shared::PASSIVE_HEALTH_VERSION)
+            .0
+            .unwrap_or_default();
+        if *self.passive_version.borrow() != version {
+            let stored = host::shared_get(shared::PASSIVE_HEALTH).0;
+            *self.passive.borrow_mut() = stored
+                .as_deref()
+                .map(PassiveHealth::from_json)
+                .unwrap_or_default();
+            *self.passive_version.borrow_mut() = version;
+        }
     }
 
     /// Feeds one traffic outcome of the node at `endpoint` (`ip:port`) into the shared
@@ -161,6 +214,8 @@ impl Worker {
             transition = table.observe(address, observation, now, cooldown, &thresholds);
             *table != before
         });
+        // This VM's own verdict applies to its next request, not a refresh later.
+        self.refresh_passive();
         if let Some(state) = transition.filter(|_| stored.is_some()) {
             self.metrics.node_health_changed(state);
             match state {

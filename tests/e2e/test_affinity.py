@@ -3,7 +3,7 @@ import collections
 import json
 import random
 
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 KEYS = 1000
@@ -59,6 +59,7 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     load = collections.Counter(predicted.values())
     assert set(load) == {n[0] for n in NODES}
     assert all(250 <= c <= 420 for c in load.values()), load
+    settle(envoy)
     assert metric(envoy, "alternator_affinity_total", outcome="applied") == len(writes)
 
     # BatchWriteItem: every write of a batch goes where the vote says.
@@ -92,8 +93,10 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
     finally:
         client.close()
     assert status == 400
+    settle(envoy)
     assert metric(envoy, "alternator_affinity_total", outcome="fallback", reason="unknown_table") == 1
     create_table(envoy.url, "rmw")
+    settle(envoy)
     assert metric(envoy, "alternator_key_names_learned_total") == 1
 
     # Another Envoy learns the same name from a DescribeTable answer passing through it.
@@ -104,6 +107,7 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
         assert client.call("UpdateItem", conditional)[0] == 200
     finally:
         client.close()
+    settle(other)
     assert metric(other, "alternator_key_names_learned_total") == 1
     assert metric(other, "alternator_affinity_total", outcome="applied") == 1
     snapshot = agent.snapshot()

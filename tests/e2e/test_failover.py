@@ -2,7 +2,7 @@
 import collections
 import threading
 
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -40,6 +40,7 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     assert served["127.0.0.3"] + served["127.0.0.4"] == 300
     assert agent.snapshot()["version"] == version, "the agent noticed too early; the test proves nothing"
     # The 100 requests that listed the stopped node first were served by their first fallback.
+    settle(envoy)
     assert metric(envoy, "alternator_requests_total", choice="fallback") == 100
     log = eventually(lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 300 else None,
                      message="access log flushed")

@@ -1,7 +1,7 @@
 """Filter behaviour a user relies on, beyond the issue's scenarios: forged headers, config errors."""
 import subprocess
 
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 from harness.util import eventually
 from harness.envoy import ENVOY_YAML, envoy_binary, plugin_config_value, render_template, unique_base_id, validation_values
 
@@ -43,6 +43,7 @@ def test_unknown_operation_is_routed_not_refused(stack):
         client.close()
     assert status == 400, body  # Alternator's answer, not the filter's
     assert status2 == 400
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total", policy="round_robin") == 2
 
 

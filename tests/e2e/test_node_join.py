@@ -1,7 +1,7 @@
 """Issue test 6: a node that joins receives traffic once the refreshed snapshot and EDS reach Envoy."""
 import collections
 
-from harness.stack import RawDynamo, create_table, metric, wait_synced
+from harness.stack import RawDynamo, create_table, metric, settle, wait_synced
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -50,4 +50,5 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     assert send(envoy, 400) == {200: 400}
     served = sim.totals()
     assert served.get(NEW, 0) == 100, served
+    settle(envoy)
     assert metric(envoy, "alternator_requests_total", node=f"{NEW}:{sim.port}") == 100

@@ -1,7 +1,7 @@
 """Issue test 1: round robin over 3 nodes with two Envoy workers."""
 import threading
 
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 REQUESTS = 30_000
@@ -15,6 +15,7 @@ def test_round_robin_spreads_30000_getitems_evenly(stack):
     envoy = stack.envoy(agent, {"fallbacks": 2}, concurrency=2, expect_nodes=3)
     create_table(envoy.url, "round_robin")
     sim.reset()
+    settle(envoy)
     node_label = {address: f"{address}:{sim.port}" for address, _, _ in NODES}
     before = {a: metric(envoy, "alternator_requests_total", node=n) for a, n in node_label.items()}
     routed_before = metric(envoy, "alternator_routed_total", policy="round_robin")
@@ -46,6 +47,7 @@ def test_round_robin_spreads_30000_getitems_evenly(stack):
         assert abs(served[address] - mean) <= 0.05 * mean, served
 
     # The filter's own metrics agree, and no request needed a fallback.
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total", policy="round_robin") - routed_before == REQUESTS
     assert metric(envoy, "alternator_requests_total", choice="fallback") == 0
     for address, label in node_label.items():

@@ -14,7 +14,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from harness.stack import metric
+from harness.stack import metric, settle
 from harness.util import ROOT, target_dir
 
 AKID, SECRET = "alternator", "secret_pass"
@@ -75,6 +75,7 @@ def boto3_workload(ddb, table):
 def test_boto3(signed_stack):
     sim, envoy = signed_stack
     boto3_workload(boto3_client(envoy.url), "boto3_table")
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter
     assert metric(envoy, "alternator_affinity_total", outcome="applied") >= 5
 
@@ -103,6 +104,7 @@ def test_rust_sdk(signed_stack):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter
 
 
@@ -116,4 +118,5 @@ def test_js_sdk_v3(signed_stack):
                           capture_output=True, text=True, timeout=120, cwd=js)
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter

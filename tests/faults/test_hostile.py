@@ -9,7 +9,7 @@ import boto3
 import botocore.config
 import pytest
 
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 from harness.util import release_binary
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -91,6 +91,7 @@ def test_signed_sdk_requests_reach_the_node_byte_identical(stack):
                      ConditionExpression="attribute_not_exists(pk)")
         item = ddb.get_item(TableName="sigv4", Key={"pk": {"S": f"k{i}"}}, ConsistentRead=True)["Item"]
         assert item["v"]["S"] == "é☃" * i
+    settle(envoy)
     assert metric(envoy, "alternator_affinity_total", outcome="applied") == 30
     # A wrong secret is refused by the node, not let in by the proxy.
     bad = boto3.client("dynamodb", endpoint_url=envoy.url, region_name="us-east-1",
@@ -210,6 +211,7 @@ def test_thousands_of_headers_are_refused_by_envoy_not_the_filter(hostile_stack)
 def assert_filter_healthy(envoy):
     assert envoy.process.alive()
     assert wasm_vm_state(envoy) == envoy.vm_baseline
+    settle(envoy)
     routed = metric(envoy, "alternator_routed_total", policy="round_robin")
     client = RawDynamo(envoy.url)
     try:
@@ -218,5 +220,6 @@ def assert_filter_healthy(envoy):
         client.close()
     assert status == 200, body
     # The filter itself (not Envoy's fallback after a failed VM) routed the next request.
+    settle(envoy)
     assert metric(envoy, "alternator_routed_total", policy="round_robin") == routed + 1
     assert metric(envoy, "alternator_snapshot_nodes") == 3

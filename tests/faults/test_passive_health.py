@@ -4,7 +4,7 @@ a node's own 5xx answers do not, and a DOWN node is tried again after the cooldo
 The agent runs on a slow cadence so it does not notice anything during the test: what moves
 traffic here is the filter's own inference from the requests it forwarded.
 """
-from harness.stack import RawDynamo, create_table, metric
+from harness.stack import RawDynamo, create_table, metric, settle
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -46,6 +46,7 @@ def test_a_refusing_node_goes_down_for_every_worker_after_the_threshold(stack):
     version = agent.snapshot()["version"]
     sim.stop_node("127.0.0.2")
     assert get_items(envoy, 600) == {200: 600}
+    settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
     eventually(lambda: envoy.access_log().count("GetItem") >= 600, message="access log flushed")
     # Each connection refused cost a retry, not a failed request, and only until the shared
@@ -60,6 +61,7 @@ def test_a_nodes_own_503s_are_health_neutral(stack):
     sim.fail_node("127.0.0.2", 1.0, 503)
     statuses = get_items(envoy, 300)
     assert statuses == {200: 200, 503: 100}, statuses  # a node's 503 reaches the client as-is
+    settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 0
     sim.fail_node("127.0.0.2", 0)
     sim.reset()
@@ -71,6 +73,7 @@ def test_a_down_node_is_tried_again_after_the_cooldown(stack):
     sim, agent, envoy = start(stack, cooldown_ms=2_000, concurrency=1)
     sim.stop_node("127.0.0.2")
     assert get_items(envoy, 300, connections=1) == {200: 300}
+    settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
     sim.start_node("127.0.0.2")
 

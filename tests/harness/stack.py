@@ -6,6 +6,7 @@ stops them by PID in reverse order. Also small DynamoDB and metrics helpers the 
 import http.client
 import json
 import pathlib
+import time
 
 from .agent import Agent
 from .envoy import Envoy
@@ -89,6 +90,31 @@ def metric(envoy: Envoy, name: str, **labels) -> int:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             total += int(float(value))
     return total
+
+
+# The filter hands its counters to Envoy on its tick (`agent.tick_ms`, 500 ms by default), so
+# they trail the traffic by up to one tick; unchanged for longer than this, they are complete.
+SETTLE_QUIET_S = 1.2
+
+
+def settle(envoy: Envoy, timeout: float = 30.0):
+    """Waits until the filter has handed Envoy everything it counted so far: its counters
+    (the gauges aside) stay unchanged for longer than a tick. Call after the traffic a test
+    wants to count, before comparing counters exactly."""
+
+    def counters():
+        return sorted(line for line in envoy.prometheus().splitlines()
+                      if line.startswith("alternator_") and not line.startswith("alternator_snapshot_"))
+
+    state = {"value": counters(), "since": time.monotonic()}
+
+    def quiet():
+        now = counters()
+        if now != state["value"]:
+            state["value"], state["since"] = now, time.monotonic()
+        return time.monotonic() - state["since"] > SETTLE_QUIET_S
+
+    eventually(quiet, timeout=timeout, interval=0.1, message="the filter's counters settle")
 
 
 class RawDynamo:
