@@ -46,7 +46,8 @@ pub struct RequestContext {
     view: Option<Rc<RoutingView>>,
     op: Operation,
     phase: Phase,
-    /// The routing header value written (`first,fallback,...`), for the served-by metric.
+    /// The routing header value written (`first,fallback,...`), for passive health; a buffer
+    /// lent by the worker, so a request allocates nothing for it.
     candidates: String,
     /// Buffer the response body to learn a table's key schema (DescribeTable).
     learn_from_response: bool,
@@ -57,11 +58,11 @@ pub struct RequestContext {
 impl RequestContext {
     pub fn new(worker: Rc<Worker>) -> Self {
         RequestContext {
+            candidates: worker.take_buffer(),
             worker,
             view: None,
             op: Operation::Other,
             phase: Phase::Headers,
-            candidates: String::new(),
             learn_from_response: false,
             first_choice: None,
         }
@@ -115,6 +116,13 @@ impl RequestContext {
                 Action::Pause
             }
         }
+    }
+}
+
+impl Drop for RequestContext {
+    fn drop(&mut self) {
+        self.worker
+            .give_back_buffer(std::mem::take(&mut self.candidates));
     }
 }
 
@@ -268,11 +276,11 @@ impl HttpContext for RequestContext {
         let Ok(upstream) = std::str::from_utf8(&upstream) else {
             return;
         };
-        let served_by_first = self.candidates.split(',').next() == Some(upstream);
-        match &self.view {
-            Some(view) => view.served(&self.worker, upstream, self.first_choice),
-            None => self.worker.metrics.served(upstream, served_by_first),
-        }
+        // Candidates are only ever written from a view.
+        let Some(view) = &self.view else {
+            return;
+        };
+        let served_by_first = view.served(&self.worker, upstream, self.first_choice);
         self.feed_passive_health(upstream, served_by_first);
     }
 }

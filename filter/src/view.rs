@@ -230,13 +230,13 @@ impl RoutingView {
     }
 
     /// Counts a request answered by `upstream` (`ip:port`, as Envoy reports it) against its
-    /// node; `first` is the index of the plan's first choice. The first choice is found by
-    /// index; any other node (a fallback after a retry) by its `ip:port`.
-    pub fn served(&self, worker: &Worker, upstream: &str, first: Option<usize>) {
+    /// node; `first` is the index of the plan's first choice. Returns whether `upstream` is that
+    /// first choice (found by index; any other node, a fallback after a retry, by `ip:port`).
+    pub fn served(&self, worker: &Worker, upstream: &str, first: Option<usize>) -> bool {
         let first = first.filter(|&i| self.endpoints.get(i).is_some_and(|e| e == upstream));
         let Some(index) = first else {
             worker.metrics.served(upstream, false);
-            return;
+            return false;
         };
         let cached = self.served_slots.borrow().get(index).copied().flatten();
         let slot = cached.unwrap_or_else(|| {
@@ -247,6 +247,7 @@ impl RoutingView {
             slot
         });
         worker.metrics.served_by(slot, true);
+        true
     }
 
     /// The node index of the plan's first choice (what [`RoutingView::served`] takes).

@@ -41,7 +41,13 @@ pub struct Worker {
     passive_version: RefCell<Vec<u8>>,
     /// Requests since the shared version keys were last read (see [`Worker::view`]).
     since_refresh: Cell<u32>,
+    /// Routing-header buffers of finished requests, lent to new ones.
+    buffers: RefCell<Vec<String>>,
 }
+
+/// Routing-header buffers kept for reuse: more than the requests a worker has in flight at
+/// once only under unusual load, when the rest are simply freed.
+const SPARE_BUFFERS: usize = 256;
 
 /// Requests between two reads of the shared version keys on the request path; the root
 /// context's tick reads them too, so an idle worker is never more than a tick behind.
@@ -62,6 +68,24 @@ impl Worker {
             passive: RefCell::new(PassiveHealth::default()),
             passive_version: RefCell::new(Vec::new()),
             since_refresh: Cell::new(0),
+            buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer for a request's routing header (a spare one when there is one).
+    pub fn take_buffer(&self) -> String {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| String::with_capacity(64))
+    }
+
+    /// Takes back a request's buffer for the next request.
+    pub fn give_back_buffer(&self, mut buffer: String) {
+        let mut spare = self.buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS && buffer.capacity() > 0 {
+            buffer.clear();
+            spare.push(buffer);
         }
     }
 
