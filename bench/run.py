@@ -355,7 +355,7 @@ def machine() -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured repetition")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per saturated repetition")
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per configuration")
     p.add_argument("--repetitions", type=int, default=5,
                    help="measured repetitions of each phase, interleaved across configurations")
@@ -365,7 +365,7 @@ def parse_args(argv=None):
     p.add_argument("--sim-threads", type=int, default=1, help="alternator-sim worker threads")
     p.add_argument("--paced-rate", type=float, default=2000.0,
                    help="offered req/s of the paced (latency) phase, well below saturation")
-    p.add_argument("--paced-duration", type=float, default=4.0, help="seconds per paced repetition")
+    p.add_argument("--paced-duration", type=float, default=3.0, help="seconds per paced repetition")
     p.add_argument("--paced-warmup", type=float, default=0.5,
                    help="h2load warm-up seconds before each paced repetition (not measured)")
     p.add_argument("--paced-connections", type=int, default=2,
@@ -377,7 +377,7 @@ def parse_args(argv=None):
     p.add_argument("--app-requests", type=int, default=3200, help="requests per app-level run")
     p.add_argument("--app-threads", type=int, default=32)
     p.add_argument("--long", action="store_true",
-                   help="longer, steadier run: 15 s x 7 repetitions (paced: 10 s), full criterion sampling")
+                   help="longer, steadier run: 15 s per repetition (paced: 10 s), full criterion sampling")
     p.add_argument("--only", default="", help="comma-separated configuration ids (e.g. 2,3)")
     p.add_argument("--no-app", action="store_true", help="skip the application-level comparison")
     p.add_argument("--no-criterion", action="store_true", help="skip `cargo bench -p alternator-routing`")
@@ -394,7 +394,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="seed of the interleaving order")
     args = p.parse_args(argv)
     if args.long:
-        args.duration, args.repetitions, args.warmup, args.paced_duration = 15.0, 7, 5.0, 10.0
+        args.duration, args.warmup, args.paced_duration = 15.0, 5.0, 10.0
+    if args.paced_rate <= 0 or args.paced_connections < 1 or args.paced_duration <= 0:
+        p.error("--paced-rate and --paced-duration must be positive, --paced-connections at least 1")
     if not 3 <= args.large_cluster <= 254:
         p.error("--large-cluster must be 3-254 (the nodes are 127.0.1.1-127.0.1.N)")
     return args
