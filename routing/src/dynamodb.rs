@@ -643,6 +643,19 @@ type TypedKey<'a> = (KeyType, Cow<'a, [u8]>);
 
 /// Reads a DynamoDB `AttributeValue` (`{"S": "..."}`) usable as an affinity key.
 fn attribute_value(span: &[u8]) -> Result<TypedKey<'_>, NoAffinity> {
+    // The shape SDKs write, `{"S":"..."}` with nothing else, read directly; the general
+    // reading below gives the same answer for it.
+    if let Some((tag, text)) = json::Scanner::compact_tagged_string(span) {
+        let key_type = match tag {
+            b'S' => Some(KeyType::S),
+            b'N' => Some(KeyType::N),
+            b'B' => Some(KeyType::B),
+            _ => None,
+        };
+        if let Some(key_type) = key_type {
+            return typed_bytes(key_type, text).map(|bytes| (key_type, bytes));
+        }
+    }
     let mut s = json::Scanner::lenient(span);
     if s.peek() != Some(b'{') {
         return Err(NoAffinity::MalformedKeyValue);
@@ -685,16 +698,13 @@ fn attribute_value(span: &[u8]) -> Result<TypedKey<'_>, NoAffinity> {
 
 /// The hashed bytes of an `S`, `N` or `B` payload.
 fn typed_bytes(key_type: KeyType, text: json::Str<'_>) -> Result<Cow<'_, [u8]>, NoAffinity> {
-    let text = text.text().ok_or(NoAffinity::MalformedKeyValue)?;
+    let text = text.text_bytes().ok_or(NoAffinity::MalformedKeyValue)?;
     match key_type {
-        KeyType::S | KeyType::N => Ok(match text {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        }),
+        KeyType::S | KeyType::N => Ok(text),
         KeyType::B => {
             use base64::Engine as _;
             BASE64
-                .decode(text.as_bytes())
+                .decode(&*text)
                 .map(Cow::Owned)
                 .map_err(|_| NoAffinity::MalformedKeyValue)
         }
@@ -826,8 +836,13 @@ fn write_request_key<'a>(
 /// values it does not need by counting quotes and brackets: for valid JSON that finds exactly
 /// the same value boundaries, and an error hidden inside a skipped value is the service's to
 /// report, not routing's. Neither mode recurses more than [`MAX_DEPTH`] levels or panics.
+///
+/// Both search string contents eight bytes at a time ([`crate::swar`]): on the request path
+/// most of a body is string contents, often one long attribute value.
 mod json {
     use std::borrow::Cow;
+
+    use crate::swar;
 
     /// The input is not the JSON this reader expects (syntax error, truncation, too deep).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -870,6 +885,17 @@ mod json {
                 unescape(self.raw).map(Cow::Owned)
             } else {
                 std::str::from_utf8(self.raw).ok().map(Cow::Borrowed)
+            }
+        }
+
+        /// The bytes of [`Str::text`]: the same `None` cases, without building a `str`.
+        pub(super) fn text_bytes(&self) -> Option<Cow<'a, [u8]>> {
+            if self.escaped {
+                unescape(self.raw).map(|s| Cow::Owned(s.into_bytes()))
+            } else if swar::is_ascii(self.raw) || std::str::from_utf8(self.raw).is_ok() {
+                Some(Cow::Borrowed(self.raw))
+            } else {
+                None
             }
         }
 
@@ -959,20 +985,6 @@ mod json {
         table
     };
 
-    /// The index just past the closing quote of a string whose body starts at `start`,
-    /// honouring backslash escapes; `None` if the input ends first.
-    #[inline]
-    fn string_end(input: &[u8], start: usize) -> Option<usize> {
-        let mut i = start;
-        loop {
-            match *input.get(i)? {
-                b'"' => return Some(i + 1),
-                b'\\' => i += 2,
-                _ => i += 1,
-            }
-        }
-    }
-
     pub(super) struct Scanner<'a> {
         input: &'a [u8],
         pos: usize,
@@ -998,18 +1010,25 @@ mod json {
             }
         }
 
+        #[inline]
         fn skip_ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.input.get(self.pos) {
+            // Compact JSON is the common case: one comparison rules out every whitespace byte.
+            while let Some(&b) = self.input.get(self.pos) {
+                if b > b' ' || !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
                 self.pos += 1;
             }
         }
 
         /// The first byte of the next token.
+        #[inline]
         pub(super) fn peek(&mut self) -> Option<u8> {
             self.skip_ws();
             self.input.get(self.pos).copied()
         }
 
+        #[inline]
         fn eat(&mut self, byte: u8) -> Result<()> {
             if self.peek() == Some(byte) {
                 self.pos += 1;
@@ -1093,43 +1112,41 @@ mod json {
         /// Reads a string token.
         fn string(&mut self) -> Result<Str<'a>> {
             self.eat(b'"')?;
+            self.string_body()
+        }
+
+        /// Reads the rest of a string token whose opening quote was just consumed.
+        #[inline]
+        fn string_body(&mut self) -> Result<Str<'a>> {
+            let input = self.input;
             let start = self.pos;
+            let mut i = start;
             let mut escaped = false;
             loop {
                 // Plain bytes are the common case: step over a run of them at once.
-                let run = self.input[self.pos..]
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                    .ok_or(Malformed)?;
-                self.pos += run;
-                let b = self.input[self.pos];
-                match b {
-                    b'"' => {
-                        let raw = &self.input[start..self.pos];
-                        self.pos += 1;
+                i = swar::find_string_special(input, i).ok_or(Malformed)?;
+                match input.get(i) {
+                    Some(b'"') => {
+                        let raw = input.get(start..i).ok_or(Malformed)?;
+                        self.pos = i + 1;
                         return Ok(Str { raw, escaped });
                     }
-                    b'\\' => {
+                    Some(b'\\') => {
                         escaped = true;
-                        match self.input.get(self.pos + 1) {
-                            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                                self.pos += 2
-                            }
+                        match input.get(i + 1) {
+                            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
                             Some(b'u') => {
-                                let digits = self
-                                    .input
-                                    .get(self.pos + 2..self.pos + 6)
-                                    .ok_or(Malformed)?;
+                                let digits = input.get(i + 2..i + 6).ok_or(Malformed)?;
                                 if !digits.iter().all(u8::is_ascii_hexdigit) {
                                     return Err(Malformed);
                                 }
-                                self.pos += 6;
+                                i += 6;
                             }
                             _ => return Err(Malformed),
                         }
                     }
-                    0x00..=0x1f => return Err(Malformed),
-                    _ => self.pos += 1,
+                    // A control character (find_string_special stops at nothing else).
+                    _ => return Err(Malformed),
                 }
             }
         }
@@ -1138,7 +1155,8 @@ mod json {
         /// it is another JSON value.
         pub(super) fn string_value(&mut self) -> Result<Option<Str<'a>>> {
             if self.peek() == Some(b'"') {
-                self.string().map(Some)
+                self.pos += 1;
+                self.string_body().map(Some)
             } else {
                 self.skip_value().map(|()| None)
             }
@@ -1155,6 +1173,18 @@ mod json {
                 s.skip_value()
             })?;
             Ok(members > 0)
+        }
+
+        /// `{"T":"..."}` with a one-byte tag and no whitespace, exactly filling `input`: the
+        /// tag and the (valid) string. `None` for anything else, valid or not.
+        pub(super) fn compact_tagged_string(input: &'a [u8]) -> Option<(u8, Str<'a>)> {
+            let [b'{', b'"', tag, b'"', b':', b'"', ..] = *input else {
+                return None;
+            };
+            let mut s = Scanner::lenient(input);
+            s.pos = 6;
+            let text = s.string_body().ok()?;
+            (input.get(s.pos..) == Some(b"}")).then_some((tag, text))
         }
 
         /// Skips a value, returning its bytes.
@@ -1222,7 +1252,7 @@ mod json {
                 match LENIENT_CLASS[usize::from(b)] {
                     Class::Plain => i += 1,
                     Class::Quote => {
-                        i = string_end(input, i + 1).ok_or(Malformed)?;
+                        i = swar::string_end(input, i + 1).ok_or(Malformed)?;
                         if depth == 0 {
                             self.pos = i;
                             return Ok(());
@@ -1301,6 +1331,161 @@ mod json {
                 }
             }
             Ok(())
+        }
+    }
+
+    /// The scanner against the byte-at-a-time loops it replaced, on inputs dense in the bytes
+    /// that matter (quotes, backslashes, brackets, control and non-ASCII bytes, invalid UTF-8).
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The lenient skip as it was: one byte at a time.
+        fn reference_skip(input: &[u8], start: usize) -> Option<usize> {
+            let mut i = start;
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(i) {
+                i += 1;
+            }
+            let string_end = |mut i: usize| loop {
+                match *input.get(i)? {
+                    b'"' => return Some(i + 1),
+                    b'\\' => i += 2,
+                    _ => i += 1,
+                }
+            };
+            let mut depth = 0usize;
+            loop {
+                let Some(&b) = input.get(i) else {
+                    return (depth == 0).then_some(i);
+                };
+                match b {
+                    b'"' => {
+                        i = string_end(i + 1)?;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                    b'{' | b'[' => {
+                        depth += 1;
+                        i += 1;
+                    }
+                    b'}' | b']' => {
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                        depth -= 1;
+                        i += 1;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                    b',' if depth == 0 => return Some(i),
+                    _ => i += 1,
+                }
+            }
+        }
+
+        /// The validating string reader as it was: the body's range, whether it has escapes,
+        /// and the position after the closing quote.
+        fn reference_string(input: &[u8], start: usize) -> Option<(usize, usize, bool, usize)> {
+            let mut i = start;
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = input.get(i) {
+                i += 1;
+            }
+            if input.get(i) != Some(&b'"') {
+                return None;
+            }
+            i += 1;
+            let body = i;
+            let mut escaped = false;
+            loop {
+                match *input.get(i)? {
+                    b'"' => return Some((body, i, escaped, i + 1)),
+                    b'\\' => {
+                        escaped = true;
+                        match *input.get(i + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                            b'u' => {
+                                let digits = input.get(i + 2..i + 6)?;
+                                if !digits.iter().all(u8::is_ascii_hexdigit) {
+                                    return None;
+                                }
+                                i += 6;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    0x00..=0x1f => return None,
+                    _ => i += 1,
+                }
+            }
+        }
+
+        fn check(input: &[u8]) {
+            let base = input.as_ptr() as usize;
+            for start in 0..=input.len() {
+                let mut s = Scanner::lenient(input);
+                s.pos = start;
+                let skipped = s.skip_value().ok().map(|()| s.pos);
+                assert_eq!(
+                    skipped,
+                    reference_skip(input, start),
+                    "skip {input:?} at {start}"
+                );
+
+                let mut s = Scanner::new(input);
+                s.pos = start;
+                let read = s.string().ok().map(|str| {
+                    let from = str.raw.as_ptr() as usize - base;
+                    (from, from + str.raw.len(), str.escaped, s.pos)
+                });
+                assert_eq!(
+                    read,
+                    reference_string(input, start),
+                    "string {input:?} at {start}"
+                );
+            }
+        }
+
+        fn json_byte() -> impl Strategy<Value = u8> {
+            prop_oneof![
+                4 => Just(b'a'),
+                2 => Just(b'"'),
+                2 => Just(b'\\'),
+                1 => prop::sample::select(b"{}[],: \tnu0fA\x01\x1f\x7f".to_vec()),
+                1 => prop::sample::select(vec![0x80u8, 0xa9, 0xc3, 0xe2, 0xf0, 0xff]),
+                1 => any::<u8>(),
+            ]
+        }
+
+        #[test]
+        fn quotes_and_escapes_at_every_offset() {
+            // A string of `len` bytes with one quote, escape or control byte at each offset,
+            // for every length across several words, starting at every alignment.
+            for lead in 0..8 {
+                for len in 0..40 {
+                    for at in 0..=len {
+                        for special in [&b"\\\""[..], b"\\\\", b"\"", b"\x1f", b"\\u00e9", b"\\u0"]
+                        {
+                            let mut input = vec![b' '; lead];
+                            input.push(b'"');
+                            input.extend(std::iter::repeat_n(b'x', len));
+                            input.splice(lead + 1 + at..lead + 1 + at, special.iter().copied());
+                            input.extend_from_slice(b"\"}, \"x\"");
+                            check(&input);
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn scanner_matches_byte_loops(input in prop::collection::vec(json_byte(), 0..72)) {
+                check(&input);
+            }
         }
     }
 }
@@ -1875,6 +2060,106 @@ mod tests {
             b"",
         ] {
             assert_eq!(table_description_key_schema(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// JSON string contents for `text`: quotes and backslashes escaped, other bytes raw
+    /// (including invalid UTF-8, which a skipped value may hold).
+    fn json_escaped(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + 2);
+        for &b in text {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                0x00..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+                _ => out.push(b),
+            }
+        }
+        out
+    }
+
+    fn tricky_text() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => Just(b'a'),
+                1 => Just(b'"'),
+                1 => Just(b'\\'),
+                1 => prop::sample::select(b"{}[],: /\n".to_vec()),
+                1 => prop::sample::select(vec![0xc3u8, 0xa9, 0xe2, 0x82, 0xac, 0xff, 0x80]),
+            ],
+            0..40,
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the skipped attributes hold (escaped quotes and backslashes at any offset,
+        /// brackets, non-ASCII or invalid UTF-8), the key is the one written, in compact or
+        /// spaced JSON, in a single write or a batch.
+        #[test]
+        fn keys_are_found_past_any_skipped_value(
+            before in prop::collection::vec(tricky_text(), 0..4),
+            after in prop::collection::vec(tricky_text(), 0..3),
+            key in "[a-z0-9 \"\\\\é€]{0,24}",
+            spaced in any::<bool>(),
+        ) {
+            let attribute = |name: &str, text: &[u8]| {
+                let mut a = format!(r#""{name}":{{"S":""#).into_bytes();
+                a.extend(json_escaped(text));
+                a.extend_from_slice(b"\"}");
+                if spaced {
+                    // After the name, which has no colon: `"name" : {"S":...}`.
+                    let colon = name.len() + 2;
+                    a.splice(colon..=colon, *b" : ");
+                }
+                a
+            };
+            let mut attributes: Vec<Vec<u8>> = Vec::new();
+            for (n, text) in before.iter().enumerate() {
+                attributes.push(attribute(&format!("b{n}"), text));
+            }
+            attributes.push(attribute("pk", key.as_bytes()));
+            for (n, text) in after.iter().enumerate() {
+                attributes.push(attribute(&format!("a{n}"), text));
+            }
+            let item = attributes.join(&b","[..]);
+            let mut body = br#"{"TableName":"users","Item":{"#.to_vec();
+            body.extend_from_slice(&item);
+            body.extend_from_slice(br#"},"ReturnValues":"NONE"}"#);
+            let got = item_key(Operation::PutItem, &body, &schemas())
+                .map(|k| (k.key_type, k.value.into_owned()));
+            prop_assert_eq!(got, Ok((KeyType::S, key.as_bytes().to_vec())));
+
+            let mut batch = br#"{"RequestItems":{"users":[{"PutRequest":{"Item":{"#.to_vec();
+            batch.extend_from_slice(&item);
+            batch.extend_from_slice(br#"}}}]}}"#);
+            let (keys, skipped) = batch_write_keys(&batch, &schemas()).map_err(|e| {
+                TestCaseError::fail(format!("{e:?}"))
+            })?;
+            prop_assert_eq!(skipped, 0);
+            prop_assert_eq!(&*keys[0].value, key.as_bytes());
+        }
+
+        /// The compact `{"S":"..."}` shortcut answers exactly as the general reading does
+        /// (reached here through a space it does not accept).
+        #[test]
+        fn compact_key_values_read_as_spaced_ones(
+            tag in prop::sample::select(vec!["S", "N", "B", "X", "SS", ""]),
+            text in prop::collection::vec(
+                prop_oneof![
+                    4 => prop::sample::select(b"aAz09+/=-.".to_vec()),
+                    1 => prop::sample::select(b"\"\\u\x01".to_vec()),
+                    1 => prop::sample::select(vec![0xc3u8, 0xa9, 0xff]),
+                ],
+                0..16,
+            ),
+            tail in prop::sample::select(vec!["}", "} ", "}}", ",\"N\":\"1\"}", ""]),
+        ) {
+            let compact = [format!(r#"{{"{tag}":""#).as_bytes(), &text, b"\"", tail.as_bytes()]
+                .concat();
+            let spaced = [b"{ ".as_slice(), &compact[1..]].concat();
+            prop_assert_eq!(attribute_value(&compact), attribute_value(&spaced));
         }
     }
 
