@@ -683,6 +683,10 @@ def ratios(results) -> dict:
                     "added_p50_us": pa["p50_us"] - pb["p50_us"],
                     "added_p99_us": pa["p99_us"] - pb["p99_us"],
                     "added_p999_us": pa["p999_us"] - pb["p999_us"],
+                    # How far either side's p99 moved between repetitions: a difference
+                    # smaller than this is not a measurement.
+                    "p99_spread_us": max(pa["p99_max_us"] - pa["p99_min_us"],
+                                         pb["p99_max_us"] - pb["p99_min_us"]),
                 }
 
     pair("3/2", "3", "2", "filter, headers-only path, over plain Envoy (GetItem)")
@@ -723,9 +727,12 @@ def goals(ratios_: dict) -> list:
             continue
         value = measured[field]
         met = value >= target if op == ">=" else value <= target
-        out.append({"goal": text.format(rate=f"{measured.get('offered_rps', 0):,.0f}"),
-                    "ratio": ratio, "phase": phase, "measured": value, "target": target,
-                    "met_on_this_run": met})
+        goal = {"goal": text.format(rate=f"{measured.get('offered_rps', 0):,.0f}"),
+                "ratio": ratio, "phase": phase, "measured": value, "target": target,
+                "met_on_this_run": met}
+        if "p99_spread_us" in measured:
+            goal["conclusive"] = measured["p99_spread_us"] <= target
+        out.append(goal)
     return out
 
 
@@ -832,8 +839,11 @@ def format_table(report: dict) -> str:
         lines.append(f"        ({q['note']})")
     for g in report.get("goals", []):
         shown = (f"{g['measured'] * 100:.1f}%" if g["target"] < 2 else f"{g['measured']:+.0f} µs")
-        lines.append(f"  goal: {g['goal']:62} measured {shown:>9}  "
-                     f"{'met' if g['met_on_this_run'] else 'not met'} on this run")
+        verdict = f"{'met' if g['met_on_this_run'] else 'not met'} on this run"
+        if not g.get("conclusive", True):
+            spread = report["ratios"][g["ratio"]]["paced"]["p99_spread_us"]
+            verdict += f" (inconclusive: p99 moved {spread:,.0f} µs between repetitions)"
+        lines.append(f"  goal: {g['goal']:62} measured {shown:>9}  {verdict}")
     lines.append("")
     rss = report.get("rss", {})
     if rss:
