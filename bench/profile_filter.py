@@ -301,6 +301,10 @@ class Host:
         # The upstream Envoy picked: the filter's first candidate when it wrote the header.
         routed = dict(self.maps[REQUEST_HEADERS]).get("x-alternator-endpoints", "127.0.1.1:8000")
         self.properties[("upstream", "address")] = routed.split(",")[0].encode()
+        # A plain success, as Envoy reports it: integers are 8 little-endian bytes.
+        self.properties[("response", "code")] = struct.pack("<Q", 200)
+        self.properties[("response", "flags")] = struct.pack("<Q", 0)
+        self.properties[("upstream", "request_attempt_count")] = struct.pack("<Q", 1)
         step("proxy_on_response_headers", ctx, len(self.maps[RESPONSE_HEADERS]), 0)
         step("proxy_on_response_body", ctx, len(response), 1)
         step("proxy_on_log", ctx)
