@@ -519,22 +519,18 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, owned: list) -> d
         e = envoy("2e", agent3, with_filter=False)
         configs.append(Config("2e", "shipped config, no filter (EDS + override_host)",
                               e.url, "GetItem", proxy_pid=e.process.pid))
-    if wanted("2m"):
-        minimal = bench_wasm("alternator_bench_minimal_filter")
-        if minimal is None:
-            print("configuration 2m skipped: bench/minimal-filter is not built (make bench builds it)")
-        else:
-            e = envoy("2m", agent3, wasm=minimal, alternator_filter=False)
-            configs.append(Config("2m", "shipped config, minimal raw-ABI wasm module", e.url,
-                                  "GetItem", proxy_pid=e.process.pid))
-    if wanted("2n"):
-        noop = noop_wasm()
-        if noop is None:
-            print("configuration 2n skipped: bench/noop-filter is not built (make bench builds it)")
-        else:
-            e = envoy("2n", agent3, wasm=noop, alternator_filter=False)
-            configs.append(Config("2n", "shipped config, a do-nothing SDK wasm filter", e.url,
-                                  "GetItem", proxy_pid=e.process.pid))
+    # The two control modules: the floor of any V8 filter, and the Rust SDK's do-nothing filter.
+    for cid, crate, title in (
+            ("2m", "minimal-filter", "shipped config, minimal raw-ABI wasm module"),
+            ("2n", "noop-filter", "shipped config, a do-nothing SDK wasm filter")):
+        if not wanted(cid):
+            continue
+        module = bench_wasm("alternator_bench_" + crate.replace("-", "_"))
+        if module is None:
+            print(f"configuration {cid} skipped: bench/{crate} is not built (make bench builds it)")
+            continue
+        e = envoy(cid, agent3, wasm=module, alternator_filter=False)
+        configs.append(Config(cid, title, e.url, "GetItem", proxy_pid=e.process.pid))
     if wanted("3"):
         e = filter_envoys["3"] = envoy("3", agent3)
         configs.append(Config("3", "Envoy + filter, round robin (shipped config)", e.url, "GetItem",
