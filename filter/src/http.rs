@@ -172,7 +172,7 @@ impl HttpContext for RequestContext {
         self.view = worker.view();
 
         // Each header read costs two crossings into V8 (the call and the copy of the value), so
-        // round robin and random, which never look at the operation, do not read it.
+        // without key affinity, where the operation changes nothing, it is not read.
         // (Fetching all headers in one call instead costs more in guest allocations.)
         let uses_operation = view::uses_operation(config);
         let declared_len = if uses_operation || config.max_request_bytes > 0 {
