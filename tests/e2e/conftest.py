@@ -1,29 +1,12 @@
-"""Fixtures for the end-to-end tests (helpers live in `harness.stack`).
-
-Every process is started on free ports, owned by the test that started it and stopped by PID in
-a finalizer, also when the test fails. Conditions are polled with `eventually`, never slept on.
-"""
+"""Fixtures of the end-to-end tests beyond the shared `stack` (tests/conftest.py)."""
 import json
 import pathlib
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
-
-from harness.stack import Stack  # noqa: E402
-from harness.util import ROOT, target_dir  # noqa: E402
-
-
-@pytest.fixture
-def stack(tmp_path):
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.teardown()
+from harness.util import ROOT, target_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,10 @@
 """Failure handling a user relies on: retries walk the filter's list, and an agent outage is survived."""
-import collections
 import threading
 
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, get_items, metric, settle
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
-
-
-def send(envoy, count):
-    client = RawDynamo(envoy.url)
-    statuses = collections.Counter()
-    try:
-        for i in range(count):
-            status, _ = client.call("GetItem", {"TableName": "failover", "Key": {"pk": {"S": f"k{i}"}}})
-            statuses[status] += 1
-    finally:
-        client.close()
-    return statuses
 
 
 def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
@@ -34,7 +21,7 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
 
     sim.node_action("127.0.0.2", "stop")
     sim.reset()
-    assert send(envoy, 300) == {200: 300}
+    assert get_items(envoy.url, "failover", 300) == {200: 300}
     served = sim.totals()
     assert served.get("127.0.0.2", 0) == 0
     assert served["127.0.0.3"] + served["127.0.0.4"] == 300
@@ -60,7 +47,7 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
     eventually(lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 2,
                message="the filter notices the agent is gone")
     sim.reset()
-    assert send(envoy, 90) == {200: 90}
+    assert get_items(envoy.url, "failover", 90) == {200: 90}
     assert sim.totals() == {"127.0.0.2": 30, "127.0.0.3": 30, "127.0.0.4": 30}
     assert metric(envoy, "alternator_snapshot_nodes") == 3
     unreachable = [line for line in envoy.process.log_path.read_text().splitlines()

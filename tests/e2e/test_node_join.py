@@ -1,23 +1,10 @@
 """Issue test 6: a node that joins receives traffic once the refreshed snapshot and EDS reach Envoy."""
-import collections
 
-from harness.stack import RawDynamo, create_table, metric, settle, wait_synced
+from harness.stack import create_table, get_items, metric, settle, wait_synced
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
 NEW = "127.0.0.5"
-
-
-def send(envoy, count):
-    client = RawDynamo(envoy.url)
-    statuses = collections.Counter()
-    try:
-        for i in range(count):
-            status, _ = client.call("GetItem", {"TableName": "join", "Key": {"pk": {"S": f"k{i}"}}})
-            statuses[status] += 1
-    finally:
-        client.close()
-    return statuses
 
 
 def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
@@ -35,7 +22,7 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     assert NEW not in agent.active_nodes()
     wait_synced(envoy, agent)
     sim.reset()
-    assert send(envoy, 60) == {200: 60}
+    assert get_items(envoy.url, "join", 60) == {200: 60}
     assert sim.totals().get(NEW, 0) == 0
 
     # Its port opens: the agent's probe promotes it, the long-poll hands the filter the new
@@ -47,7 +34,7 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     # entry it does not know, and the request goes to the next listed node).
     eventually(lambda: f"{NEW}:{sim.port}" in envoy.healthy_members(), message="EDS has the node healthy")
     sim.reset()
-    assert send(envoy, 400) == {200: 400}
+    assert get_items(envoy.url, "join", 400) == {200: 400}
     served = sim.totals()
     assert served.get(NEW, 0) == 100, served
     settle(envoy)

@@ -1,7 +1,7 @@
 """Issue test 2: rack scope, and what happens when the rack empties (fallback vs strict)."""
 import collections
 
-from harness.stack import RawDynamo, create_table, metric, settle, wait_synced
+from harness.stack import RawDynamo, create_table, get_items, metric, settle, wait_synced
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
@@ -11,14 +11,7 @@ RACK1 = {"127.0.0.2", "127.0.0.3"}
 
 def served_by(sim, envoy, count, table="scope"):
     sim.reset()
-    client = RawDynamo(envoy.url)
-    statuses = collections.Counter()
-    try:
-        for i in range(count):
-            status, _ = client.call("GetItem", {"TableName": table, "Key": {"pk": {"S": f"k{i}"}}})
-            statuses[status] += 1
-    finally:
-        client.close()
+    statuses = get_items(envoy.url, table, count)
     return {a: n for a, n in sim.totals().items() if n}, statuses
 
 

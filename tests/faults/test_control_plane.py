@@ -11,7 +11,7 @@ import pytest
 
 from harness.agent import Agent
 from harness.load import MixedLoad, unreadable
-from harness.stack import RawDynamo, create_table, metric, wait_synced
+from harness.stack import create_table, metric, wait_synced
 from harness.util import eventually, free_port
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]

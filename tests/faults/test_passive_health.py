@@ -4,7 +4,7 @@ a node's own 5xx answers do not, and a DOWN node is tried again after the cooldo
 The agent runs on a slow cadence so it does not notice anything during the test: what moves
 traffic here is the filter's own inference from the requests it forwarded.
 """
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import create_table, get_items, metric, settle
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -23,19 +23,6 @@ def start(stack, cooldown_ms=600_000, concurrency=2):
     return sim, agent, envoy
 
 
-def get_items(envoy, count, connections=4):
-    statuses = {}
-    clients = [RawDynamo(envoy.url) for _ in range(connections)]  # spread over both workers
-    try:
-        for i in range(count):
-            status, _ = clients[i % connections].call("GetItem", {"TableName": "passive", "Key": {"pk": {"S": f"k{i}"}}})
-            statuses[status] = statuses.get(status, 0) + 1
-    finally:
-        for c in clients:
-            c.close()
-    return statuses
-
-
 def retried_to(envoy, address, port):
     return [line for line in envoy.access_log().splitlines()
             if f"candidates={address}:{port}," in line and "attempts=1" not in line]
@@ -45,7 +32,7 @@ def test_a_refusing_node_goes_down_for_every_worker_after_the_threshold(stack):
     sim, agent, envoy = start(stack)
     version = agent.snapshot()["version"]
     sim.stop_node("127.0.0.2")
-    assert get_items(envoy, 600) == {200: 600}
+    assert get_items(envoy.url, "passive", 600, connections=4) == {200: 600}  # both workers
     settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
     eventually(lambda: envoy.access_log().count("GetItem") >= 600, message="access log flushed")
@@ -59,27 +46,27 @@ def test_a_refusing_node_goes_down_for_every_worker_after_the_threshold(stack):
 def test_a_nodes_own_503s_are_health_neutral(stack):
     sim, agent, envoy = start(stack)
     sim.fail_node("127.0.0.2", 1.0, 503)
-    statuses = get_items(envoy, 300)
+    statuses = get_items(envoy.url, "passive", 300, connections=4)  # both workers
     assert statuses == {200: 200, 503: 100}, statuses  # a node's 503 reaches the client as-is
     settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 0
     sim.fail_node("127.0.0.2", 0)
     sim.reset()
-    assert get_items(envoy, 300) == {200: 300}
+    assert get_items(envoy.url, "passive", 300, connections=4) == {200: 300}  # both workers
     assert sim.totals()["127.0.0.2"] == 100
 
 
 def test_a_down_node_is_tried_again_after_the_cooldown(stack):
     sim, agent, envoy = start(stack, cooldown_ms=2_000, concurrency=1)
     sim.stop_node("127.0.0.2")
-    assert get_items(envoy, 300, connections=1) == {200: 300}
+    assert get_items(envoy.url, "passive", 300) == {200: 300}
     settle(envoy)
     assert metric(envoy, "alternator_node_health_changes_total", outcome="down") == 1
     sim.start_node("127.0.0.2")
 
     def back_in_rotation():
         sim.reset()
-        assert get_items(envoy, 30, connections=1) == {200: 30}
+        assert get_items(envoy.url, "passive", 30) == {200: 30}
         return sim.totals()["127.0.0.2"] == 10
 
     eventually(back_in_rotation, timeout=60, interval=0.5, message="node back after the cooldown")

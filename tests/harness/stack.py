@@ -3,6 +3,7 @@
 Every process is started on free ports and owned by the `Stack` that started it; `teardown()`
 stops them by PID in reverse order. Also small DynamoDB and metrics helpers the tests share.
 """
+import collections
 import http.client
 import json
 import pathlib
@@ -71,11 +72,24 @@ def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0):
     eventually(ready, timeout=timeout, message=f"envoy routes over {nodes} nodes")
 
 
+# Longer than the filter's tick (`agent.tick_ms`, 500 ms by default, with margin): the filter
+# hands its counters to Envoy, and a worker takes a new snapshot, on that tick.
+SETTLE_QUIET_S = 1.2
+
+
 def wait_synced(envoy: Envoy, agent: Agent, timeout: float = 30.0):
-    """Until the filter routes on the agent's current snapshot version."""
+    """Until the filter routes on the agent's current snapshot version: the poller has stored it
+    (the version gauge shows it), and every worker has had a tick since, which is when a worker
+    that routed no request meanwhile takes it (filter/README.md)."""
+    seen = {}
+
     def synced():
         want = agent.snapshot()["version"]
-        return envoy.stats().get("wasmcustom.alternator_snapshot_version") == want
+        if envoy.stats().get("wasmcustom.alternator_snapshot_version") != want:
+            seen.clear()
+            return False
+        seen.setdefault(want, time.monotonic())
+        return time.monotonic() - seen[want] > SETTLE_QUIET_S
 
     eventually(synced, timeout=timeout, message="filter has the agent's snapshot")
 
@@ -90,11 +104,6 @@ def metric(envoy: Envoy, name: str, **labels) -> int:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             total += int(float(value))
     return total
-
-
-# The filter hands its counters to Envoy on its tick (`agent.tick_ms`, 500 ms by default), so
-# they trail the traffic by up to one tick; unchanged for longer than this, they are complete.
-SETTLE_QUIET_S = 1.2
 
 
 def settle(envoy: Envoy, timeout: float = 30.0):
@@ -155,3 +164,18 @@ def create_table(url: str, table: str, hash_key: str = "pk", range_key: str | No
         assert status == 200, f"CreateTable {table}: {status} {body}"
     finally:
         client.close()
+
+
+def get_items(url: str, table: str, count: int, connections: int = 1) -> collections.Counter:
+    """`count` GetItems of keys k0, k1, ... spread round robin over `connections` keep-alive
+    connections (more than one reaches more than one Envoy worker); statuses counted."""
+    statuses = collections.Counter()
+    clients = [RawDynamo(url) for _ in range(connections)]
+    try:
+        for i in range(count):
+            status, _ = clients[i % connections].call("GetItem", {"TableName": table, "Key": {"pk": {"S": f"k{i}"}}})
+            statuses[status] += 1
+    finally:
+        for c in clients:
+            c.close()
+    return statuses
