@@ -11,7 +11,7 @@ import pytest
 
 from harness.agent import Agent
 from harness.load import MixedLoad, unreadable
-from harness.stack import create_table, metric, wait_synced
+from harness.stack import create_table, metric, settle, wait_synced
 from harness.util import eventually, free_port
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -138,9 +138,9 @@ class FakeAgent:
         self.server.server_close()
 
 
-def snapshot_with(nodes, version=999_999_999_999_999):
+def snapshot_with(nodes, version=999_999_999_999_999, port=8000):
     return json.dumps({"format": 1, "version": version, "generated_at_ms": 0, "scheme": "http",
-                       "port": 8000, "nodes": nodes}).encode()
+                       "port": port, "nodes": nodes}).encode()
 
 
 BAD_SNAPSHOTS = {
@@ -196,14 +196,22 @@ def test_a_snapshot_listing_nodes_twice_is_normalised(stack):
     create_table(envoy.url, TABLE)
     nodes = [{"address": a, "datacenter": "dc1", "rack": "rack1", "health": "active"} for a in ADDRESSES]
     listed_twice = nodes + list(reversed(nodes))
-    fake.bad = (200, "application/json", snapshot_with(listed_twice, version=agent.snapshot()["version"] + 1000))
-    eventually(lambda: envoy.stats().get("wasmcustom.alternator_snapshot_version") == agent.snapshot()["version"] + 1000,
-               message="the filter takes the new version")
+    version = agent.snapshot()["version"] + 1000
+    # The nodes' real port: with any other the filter's choices would not be cluster members,
+    # and Envoy's own round robin (the override policy's fallback) would spread the load instead.
+    fake.bad = (200, "application/json", snapshot_with(listed_twice, version=version, port=sim.port))
+    wait_synced(envoy, None, version=version)
     assert metric(envoy, "alternator_snapshot_nodes") == 3
+    settle(envoy)
+    not_first = metric(envoy, "alternator_requests_total", choice="fallback")
     sim.reset()
     load = MixedLoad(envoy.url, TABLE, total=300, workers=1).start().join()
     assert load.failures() == []
     assert sorted(sim.totals().values()) == [100, 100, 100]  # each node once per round
+    settle(envoy)
+    # ...and it was the filter's rotation: every request went to the filter's first choice.
+    assert metric(envoy, "alternator_requests_total", choice="fallback") == not_first
+    assert metric(envoy, "alternator_requests_total", choice="first") >= 300
 
 
 class _AgentAt:

@@ -77,14 +77,15 @@ def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0):
 SETTLE_QUIET_S = 1.2
 
 
-def wait_synced(envoy: Envoy, agent: Agent, timeout: float = 30.0):
-    """Until the filter routes on the agent's current snapshot version: the poller has stored it
-    (the version gauge shows it), and every worker has had a tick since, which is when a worker
-    that routed no request meanwhile takes it (filter/README.md)."""
+def wait_synced(envoy: Envoy, agent: Agent | None, timeout: float = 30.0, version: int | None = None):
+    """Until the filter routes on the agent's current snapshot version (or on `version`, for a
+    test that serves its own snapshot): the poller has stored it (the version gauge shows it),
+    and every worker has had a tick since, which is when a worker that routed no request
+    meanwhile takes it (filter/README.md)."""
     seen = {}
 
     def synced():
-        want = agent.snapshot()["version"]
+        want = version if version is not None else agent.snapshot()["version"]
         if envoy.stats().get("wasmcustom.alternator_snapshot_version") != want:
             seen.clear()
             return False
@@ -107,13 +108,15 @@ def metric(envoy: Envoy, name: str, **labels) -> int:
 
 
 def settle(envoy: Envoy, timeout: float = 30.0):
-    """Waits until the filter has handed Envoy everything it counted so far: its counters
-    (the gauges aside) stay unchanged for longer than a tick. Call after the traffic a test
-    wants to count, before comparing counters exactly."""
+    """Waits until the filter has handed Envoy everything it counted so far: its traffic
+    counters stay unchanged for longer than a tick. The gauges and the agent-poll counter are
+    left out: they move on their own (with `long_poll_s: 0`, on every tick). Call after the
+    traffic a test wants to count, before comparing counters exactly."""
 
     def counters():
         return sorted(line for line in envoy.prometheus().splitlines()
-                      if line.startswith("alternator_") and not line.startswith("alternator_snapshot_"))
+                      if line.startswith("alternator_")
+                      and not line.startswith(("alternator_snapshot_", "alternator_agent_polls_total")))
 
     state = {"value": counters(), "since": time.monotonic()}
 
