@@ -379,20 +379,31 @@ def check_envoy_compose_defaults():
     return f"{len(names)} placeholders, each with a default; sed rendering == render_template"
 
 
-def check_envoy_alignment():
-    """The parts of envoy/envoy.yaml that the compose bootstrap must repeat, repeat it."""
+def shipped_envoy():
+    """envoy/envoy.yaml rendered with the validation values (placeholder defaults elsewhere)."""
     if not SHIPPED_ENVOY.is_file():
         raise Failure("envoy/envoy.yaml missing")
     values = dict(validation_values())
     values["WASM_PATH"] = str(wasm_path())
-    shipped = yaml.safe_load(render_template(SHIPPED_ENVOY.read_text(), values))
+    return yaml.safe_load(render_template(SHIPPED_ENVOY.read_text(), values))
+
+
+def dynamodb_listener(cfg):
+    return next(lst for lst in cfg["static_resources"]["listeners"] if lst["name"] == "dynamodb")
+
+
+def dynamodb_routes(cfg):
+    hcm = dynamodb_listener(cfg)["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def check_envoy_alignment():
+    """The parts of envoy/envoy.yaml that the compose bootstrap must repeat, repeat it."""
+    shipped = shipped_envoy()
     compose = yaml.safe_load(rendered_envoy_compose())
 
-    def listener(cfg):
-        return next(lst for lst in cfg["static_resources"]["listeners"] if lst["name"] == "dynamodb")
-
     def hcm(cfg):
-        return listener(cfg)["filter_chains"][0]["filters"][0]["typed_config"]
+        return dynamodb_listener(cfg)["filter_chains"][0]["filters"][0]["typed_config"]
 
     def wasm(cfg):
         return next(f for f in hcm(cfg)["http_filters"] if "wasm" in f.get("typed_config", {}).get("@type", ""))
@@ -400,22 +411,19 @@ def check_envoy_alignment():
     def cluster(cfg, name):
         return next(c for c in cfg["static_resources"]["clusters"] if c["name"] == name)
 
-    def routes(cfg):
-        return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
-
     def wasm_config(cfg):
         return wasm(cfg)["typed_config"]["config"]
 
     pairs = {
         "stats_config": lambda c: c.get("stats_config"),
-        "listener buffer limit": lambda c: listener(c).get("per_connection_buffer_limit_bytes"),
+        "listener buffer limit": lambda c: dynamodb_listener(c).get("per_connection_buffer_limit_bytes"),
         "http filter order": lambda c: [f["name"] for f in hcm(c)["http_filters"]],
         "wasm name/root_id": lambda c: (wasm_config(c)["name"], wasm_config(c)["root_id"]),
         "wasm vm_id/runtime": lambda c: {k: wasm_config(c)["vm_config"][k] for k in ("vm_id", "runtime")},
         "allow_on_headers_stop_iteration": lambda c: wasm_config(c).get("allow_on_headers_stop_iteration"),
         # Matches, clusters, timeouts and retry policies of every route, in order (reads and
         # writes are retried differently).
-        "routes": lambda c: routes(c),
+        "routes": dynamodb_routes,
         "alternator cluster load_balancing_policy": lambda c: cluster(c, "alternator")["load_balancing_policy"],
         "alternator cluster EDS": lambda c: cluster(c, "alternator")["eds_cluster_config"],
         "alternator cluster buffer limit": lambda c: cluster(c, "alternator").get("per_connection_buffer_limit_bytes"),
@@ -434,7 +442,7 @@ def check_envoy_alignment():
     agent_cluster = plugin.get("agent", {}).get("cluster", "alternator_agent")
     if agent_cluster not in [c["name"] for c in compose["static_resources"]["clusters"]]:
         problems.append(f"plugin configuration names agent cluster {agent_cluster}, which is not defined")
-    for r in routes(compose):
+    for r in dynamodb_routes(compose):
         retries = r["route"].get("retry_policy", {}).get("num_retries")
         if retries is not None and int(retries) != int(plugin.get("fallbacks", 2)):
             problems.append(f"num_retries {retries} != plugin fallbacks {plugin.get('fallbacks', 2)}")
@@ -457,6 +465,8 @@ KUBERNETES_KINDS = {("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "Confi
                     ("apps/v1", "Deployment")}
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# The sidecar's outbound cluster for the Alternator Service (named as istiod names it).
+ISTIO_CLUSTER = "outbound|8000||alternator.scylla.svc.cluster.local"
 
 
 def istio_documents():
@@ -517,17 +527,17 @@ def check_istio_schemas():
         KUBERNETES_VERSION, ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
-def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extra_clusters=()):
+def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extra_clusters=(), routes=None):
     """A bootstrap shaped like an Istio sidecar's outbound side for the Alternator port."""
     cluster = {
-        "name": "outbound|8000||alternator.scylla.svc.cluster.local",
+        "name": ISTIO_CLUSTER,
         "type": "EDS",
         "connect_timeout": "10s",
         # What istiod sets on outbound clusters by default.
         "lb_policy": "LEAST_REQUEST",
         "common_lb_config": {},
         "eds_cluster_config": {
-            "service_name": "outbound|8000||alternator.scylla.svc.cluster.local",
+            "service_name": ISTIO_CLUSTER,
             "eds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
         },
     }
@@ -543,7 +553,7 @@ def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extr
                 "stat_prefix": "outbound_0.0.0.0_8000",
                 "route_config": {"name": "8000", "virtual_hosts": [{
                     "name": "alternator", "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster["name"]}}]}]},
+                    "routes": routes or [{"match": {"prefix": "/"}, "route": {"cluster": cluster["name"]}}]}]},
                 "http_filters": [http_filter, {
                     "name": "envoy.filters.http.router",
                     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
@@ -584,6 +594,43 @@ def wasm_filter(config):
             "typed_config": {"@type": WASM_TYPE, "config": config}}
 
 
+def virtualservice_routes(vs):
+    """The VirtualService's HTTP routes as istiod hands them to a sidecar: prefix "/" plus the
+    header matches, the route timeout, and the retry policy with the previous-hosts predicate
+    istiod always adds. (One match block per route is all the recipe uses.)"""
+    routes = []
+    for http in vs["spec"]["http"]:
+        matches = http.get("match") or [{}]
+        if len(matches) != 1:
+            raise Failure(f"VirtualService route {http.get('name')}: one match block expected")
+        headers = []
+        for name, m in (matches[0].get("headers") or {}).items():
+            if set(m) == {"regex"}:
+                headers.append({"name": name, "string_match": {"safe_regex": {"regex": m["regex"]}}})
+            elif set(m) == {"exact"}:
+                headers.append({"name": name, "string_match": {"exact": m["exact"]}})
+            else:
+                raise Failure(f"VirtualService route {http.get('name')}: header {name} match {m}")
+        match = {"prefix": "/"}
+        if headers:
+            match["headers"] = headers
+        retries = http.get("retries") or {}
+        route = {"cluster": ISTIO_CLUSTER, "timeout": http.get("timeout", "0s")}
+        if retries:
+            route["retry_policy"] = {
+                "retry_on": retries.get("retryOn", ""),
+                "num_retries": retries.get("attempts", 0),
+                "per_try_timeout": retries.get("perTryTimeout", "0s"),
+                "retry_host_predicate": [{
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": "type.googleapis.com/"
+                                     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                "host_selection_retry_max_attempts": "5",
+            }
+        routes.append({"name": http.get("name", ""), "match": match, "route": route})
+    return routes
+
+
 def istio_doc(kind, name=None):
     for path, doc in istio_documents():
         if doc.get("kind") == kind and (name is None or dig(doc, "metadata", "name") == name):
@@ -610,10 +657,12 @@ def check_istio_envoy_fragments():
         "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                           "value": json.dumps(plugin["spec"]["pluginConfig"])},
     }
-    envoy_validate(sidecar_bootstrap(wasm_filter(config), cluster_patch, extra_clusters=extra),
-                   "WasmPlugin pluginConfig + override_host cluster patch")
+    envoy_validate(sidecar_bootstrap(wasm_filter(config), cluster_patch, extra_clusters=extra,
+                                     routes=virtualservice_routes(istio_doc("VirtualService"))),
+                   "WasmPlugin pluginConfig + override_host cluster patch + VirtualService routes")
     checked.append("WasmPlugin pluginConfig")
     checked.append("CLUSTER patch (override_host over istiod's LEAST_REQUEST cluster)")
+    checked.append("VirtualService routes")
 
     # 2. The affinity EnvoyFilter: ECDS extension config, filter reference, listener patch.
     affinity = istio_doc("EnvoyFilter", "alternator-filter")
@@ -657,6 +706,44 @@ def istio_agent_cluster():
     return f"outbound|{port}||{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
 
 
+SAFE_FOR_WRITES = {"connect-failure", "refused-stream", "reset-before-request"}
+
+
+def virtualservice_mirrors_envoy_yaml(vs):
+    """The VirtualService's routes are envoy.yaml's, in order: the same matches (reads by
+    X-Amz-Target, declared-idempotent writes), timeouts, per-try timeouts and retry conditions,
+    except `reset-before-request`, which the recipe leaves out. The last route catches
+    everything else and retries only what cannot repeat a write."""
+    problems = []
+    ours = virtualservice_routes(vs)
+    shipped = dynamodb_routes(shipped_envoy())
+    if len(ours) != len(shipped):
+        return [f"VirtualService has {len(ours)} routes, envoy/envoy.yaml {len(shipped)}"]
+    for i, (vs_route, envoy_route) in enumerate(zip(ours, shipped)):
+        where = f"VirtualService route {vs_route['name'] or i}"
+        if vs_route["match"] != envoy_route["match"]:
+            problems.append(f"{where}: match {vs_route['match']} != envoy.yaml's {envoy_route['match']}")
+        theirs_retry = envoy_route["route"].get("retry_policy", {})
+        ours_retry = vs_route["route"].get("retry_policy", {})
+        if vs_route["route"]["timeout"] != envoy_route["route"].get("timeout"):
+            problems.append(f"{where}: timeout {vs_route['route']['timeout']} != envoy.yaml's "
+                            f"{envoy_route['route'].get('timeout')}")
+        if ours_retry.get("per_try_timeout") != theirs_retry.get("per_try_timeout"):
+            problems.append(f"{where}: perTryTimeout {ours_retry.get('per_try_timeout')} != envoy.yaml's "
+                            f"{theirs_retry.get('per_try_timeout')}")
+        want = set(theirs_retry.get("retry_on", "").split(",")) - {"reset-before-request"}
+        got = set(ours_retry.get("retry_on", "").split(","))
+        if got != want:
+            problems.append(f"{where}: retryOn {sorted(got)} != envoy.yaml's {sorted(want)}")
+    last = ours[-1]
+    if last["match"] != {"prefix": "/"}:
+        problems.append("the last VirtualService route must match every request (writes included)")
+    unsafe = set(last["route"].get("retry_policy", {}).get("retry_on", "").split(",")) - SAFE_FOR_WRITES
+    if unsafe:
+        problems.append(f"VirtualService catch-all route retries on {sorted(unsafe)}: may repeat writes a node applied")
+    return problems
+
+
 def check_istio_consistency():
     problems = []
     agent_cluster = istio_agent_cluster()
@@ -673,9 +760,11 @@ def check_istio_consistency():
             problems.append(f"{where}: agent cluster {config.get('agent', {}).get('cluster')} != {agent_cluster}")
         if config.get("agent", {}).get("authority") != authority:
             problems.append(f"{where}: agent authority != {authority}")
-        attempts = vs["spec"]["http"][0]["retries"]["attempts"]
-        if attempts != config.get("fallbacks", 2):
-            problems.append(f"{where}: fallbacks {config.get('fallbacks', 2)} != VirtualService retries {attempts}")
+        for http in vs["spec"]["http"]:
+            attempts = dig(http, "retries", "attempts")
+            if attempts != config.get("fallbacks", 2):
+                problems.append(f"{where}: fallbacks {config.get('fallbacks', 2)} != "
+                                f"VirtualService route {http.get('name')} retries {attempts}")
 
     # One Alternator host and port everywhere.
     override = istio_doc("EnvoyFilter", "alternator-override-host")
@@ -683,8 +772,11 @@ def check_istio_consistency():
     host, port = match["service"], match["portNumber"]
     if vs["spec"]["hosts"] != [host]:
         problems.append(f"VirtualService hosts {vs['spec']['hosts']} != override-host service {host}")
-    if dig(vs, "spec", "http", 0, "route", 0, "destination", "port", "number") != port:
-        problems.append("VirtualService destination port != override-host portNumber")
+    for http in vs["spec"]["http"]:
+        destinations = [(dig(r, "destination", "host"), dig(r, "destination", "port", "number"))
+                        for r in http["route"]]
+        if destinations != [(host, port)]:
+            problems.append(f"VirtualService route {http.get('name')} goes to {destinations}, not {host}:{port}")
     wasm_ports = [p["number"] for m in istio_doc("WasmPlugin")["spec"]["match"] for p in m.get("ports", [])]
     if wasm_ports != [port]:
         problems.append(f"WasmPlugin match ports {wasm_ports} != {port}")
@@ -692,10 +784,7 @@ def check_istio_consistency():
         lp = dig(p, "match", "listener", "portNumber")
         if lp is not None and lp != port:
             problems.append(f"affinity EnvoyFilter {p['applyTo']} listener port {lp} != {port}")
-    if retry := vs["spec"]["http"][0]["retries"]["retryOn"]:
-        unsafe = set(retry.split(",")) - {"connect-failure", "refused-stream", "reset-before-request"}
-        if unsafe:
-            problems.append(f"VirtualService retries on {sorted(unsafe)}: may repeat writes a node applied")
+    problems += virtualservice_mirrors_envoy_yaml(vs)
     # Selectors agree: the same workloads get the filter and the LB policy.
     selectors = {
         "WasmPlugin": istio_doc("WasmPlugin")["spec"]["selector"]["matchLabels"],
@@ -727,7 +816,7 @@ def check_istio_consistency():
     if problems:
         raise Failure("\n    ".join(problems))
     return (f"agent cluster {agent_cluster}, Alternator {host}:{port}, selectors, retries == fallbacks, "
-            "agent env and probes")
+            f"{len(vs['spec']['http'])} VirtualService routes as envoy/envoy.yaml's, agent env and probes")
 
 
 # ---------------------------------------------------------------------------------------------
