@@ -738,7 +738,7 @@ def virtualservice_mirrors_envoy_yaml(vs):
     last = ours[-1]
     if last["match"] != {"prefix": "/"}:
         problems.append("the last VirtualService route must match every request (writes included)")
-    unsafe = set(last["route"].get("retry_policy", {}).get("retry_on", "").split(",")) - SAFE_FOR_WRITES
+    unsafe = set(last["route"].get("retry_policy", {}).get("retry_on", "").split(",")) - SAFE_FOR_WRITES - {""}
     if unsafe:
         problems.append(f"VirtualService catch-all route retries on {sorted(unsafe)}: may repeat writes a node applied")
     return problems
