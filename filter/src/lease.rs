@@ -43,6 +43,19 @@ pub fn claim(current: Option<&[u8]>, me: u64, now_ms: u64, ttl_ms: u64) -> Optio
     }
 }
 
+/// What a worker going away should write so that another one takes over at its next tick
+/// instead of waiting for the lease to expire: the same owner, already expired. `None` when the
+/// stored lease is not this worker's (someone took over meanwhile: leave theirs alone).
+pub fn release(current: Option<&[u8]>, me: u64) -> Option<Lease> {
+    match current.and_then(Lease::decode) {
+        Some(held) if held.owner == me => Some(Lease {
+            owner: me,
+            expires_at_ms: 0,
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +107,25 @@ mod tests {
                 expires_at_ms: 160
             })
         );
+    }
+
+    #[test]
+    fn a_released_lease_is_free_for_the_next_claim() {
+        let mine = Lease {
+            owner: 1,
+            expires_at_ms: 10_000,
+        }
+        .encode();
+        let released = release(Some(mine.as_bytes()), 1).expect("own lease is released");
+        assert_eq!(released.expires_at_ms, 0);
+        let stored = released.encode();
+        assert_eq!(
+            claim(Some(stored.as_bytes()), 2, 100, 50).map(|l| l.owner),
+            Some(2)
+        );
+        // Someone else's lease, or none, is left alone.
+        assert_eq!(release(Some(mine.as_bytes()), 2), None);
+        assert_eq!(release(None, 1), None);
+        assert_eq!(release(Some(b"junk"), 1), None);
     }
 }

@@ -113,6 +113,19 @@ impl Root {
         held
     }
 
+    fn release_lease(&mut self) {
+        let (current, cas) = host::shared_get(shared::POLL_LEASE);
+        if let Some(expired) = lease::release(current.as_deref(), self.worker_id) {
+            // A failed CAS means another worker wrote meanwhile: the lease is theirs already.
+            let _ = host::shared_set(shared::POLL_LEASE, expired.encode().as_bytes(), cas);
+        }
+        log_debug!(
+            "alternator-filter: worker {} released the agent poll lease (shutting down)",
+            self.worker_id
+        );
+        self.holds_lease = false;
+    }
+
     fn dispatch(
         &self,
         worker: &Worker,
@@ -327,9 +340,14 @@ fn set_reachable(reachable: bool, detail: &str) {
 
 impl Context for Root {
     fn on_done(&mut self) -> bool {
-        // The VM is going away (configuration change, drain): hand over what is counted.
+        // This root context is going away (a listener or plugin configuration replaced and
+        // drained, or the VM shutting down): hand over what is counted, and the poll lease, so
+        // that the next root context polls from its next tick rather than after `lease_ms`.
         if let Some(worker) = &self.worker {
             worker.metrics.flush();
+        }
+        if self.holds_lease {
+            self.release_lease();
         }
         true
     }

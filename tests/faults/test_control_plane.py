@@ -11,7 +11,7 @@ import pytest
 
 from harness.agent import Agent
 from harness.load import MixedLoad, unreadable
-from harness.stack import create_table, metric, settle, wait_synced
+from harness.stack import create_table, get_items, metric, settle, wait_synced
 from harness.util import eventually, free_port
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -76,6 +76,49 @@ def test_envoy_hot_restart_under_load(stack):
     eventually(lambda: metric(child, "alternator_routed_total", policy="round_robin") >= 300,
                message="the new epoch's filter counted the tail")
     assert sorted(sim.totals().values())[0] >= 50  # every node still in rotation
+
+
+def test_a_listener_update_swaps_the_filter_configuration_under_load(stack):
+    """A control plane (LDS, as istiod sends on every relevant push) replaces the listener with
+    a new plugin configuration: Envoy builds a new filter chain, whose filter starts from the
+    shared snapshot and takes over the agent polls, while the old chain drains."""
+    nodes = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
+    rack1 = {"127.0.0.2", "127.0.0.3"}
+    sim = stack.sim(nodes)
+    agent = stack.agent(sim, datacenter="dc1", rack="rack1")
+    agent.wait_active([n[0] for n in nodes])
+    # A lease far longer than the test: only the old filter handing it over when its chain is
+    # drained lets the new one poll the agent in time.
+    polling = {"lease_ms": 600_000}
+    envoy = stack.envoy(agent, {"fallbacks": 2, "agent": polling}, expect_nodes=3, lds=True)
+    create_table(envoy.url, TABLE)
+
+    load = MixedLoad(envoy.url, TABLE, total=3000, workers=3).start()
+    eventually(lambda: load.done >= 300, timeout=120, message="load under way")
+    updates = envoy.stats().get("listener_manager.lds.update_success", 0)
+    envoy.update_listener({"fallbacks": 2, "agent": polling, "scope": {"datacenter": "dc1", "rack": "rack1"}})
+    eventually(lambda: envoy.stats().get("listener_manager.lds.update_success", 0) > updates,
+               message="Envoy took the new listener")
+    eventually(lambda: envoy.stats().get("listener_manager.total_filter_chains_draining", 0) == 0
+               and envoy.stats().get("listener_manager.total_listeners_draining", 0) == 0,
+               timeout=60, message="the old filter chain drained")
+    load.join()
+    assert load.failures() == []
+    assert unreadable(envoy.url, TABLE, load.acknowledged_writes()) == []
+
+    # The new configuration is in force...
+    sim.reset()
+    assert get_items(envoy.url, TABLE, 60) == {200: 60}
+    assert {a for a, n in sim.totals().items() if n} == rack1
+    # ...and the new filter polls the agent: a node leaving reaches it.
+    sim.stop_node("127.0.0.3")
+    agent.wait_active(["127.0.0.2", "127.0.0.4"])
+    wait_synced(envoy, agent)
+    sim.reset()
+    assert get_items(envoy.url, TABLE, 60) == {200: 60}
+    assert {a for a, n in sim.totals().items() if n} == {"127.0.0.2"}
+    crashes = [line for line in envoy.process.log_path.read_text().splitlines() if "panicked" in line]
+    assert crashes == []
 
 
 class FakeAgent:

@@ -82,6 +82,34 @@ def without_filter(rendered: str) -> str:
     return yaml.safe_dump(doc)
 
 
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def listener_via_lds(rendered: str, lds_dir: pathlib.Path) -> str:
+    """The same bootstrap with the DynamoDB listener delivered by file-based LDS (as a control
+    plane such as istiod delivers it) instead of `static_resources`. The listener is written to
+    `lds_dir/listeners.yaml`; `write_lds` replaces it."""
+    import yaml
+
+    doc = yaml.safe_load(rendered)
+    listeners = doc["static_resources"].pop("listeners")
+    lds_dir.mkdir(parents=True, exist_ok=True)
+    write_lds(lds_dir, listeners)
+    doc["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
+        "path": str(lds_dir / "listeners.yaml"), "watched_directory": {"path": str(lds_dir)}}}}
+    return yaml.safe_dump(doc)
+
+
+def write_lds(lds_dir: pathlib.Path, listeners: list):
+    """Publishes `listeners` as the LDS file: written aside, then moved into the watched
+    directory, the atomic update Envoy's file watch reacts to."""
+    import yaml
+
+    staging = lds_dir.parent / (lds_dir.name + ".staging.yaml")
+    staging.write_text(yaml.safe_dump({"resources": [dict(lst, **{"@type": LISTENER_TYPE}) for lst in listeners]}))
+    os.replace(staging, lds_dir / "listeners.yaml")
+
+
 _base_id_counter = [0]
 
 
@@ -97,9 +125,10 @@ class Envoy:
     def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
                  concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None,
                  with_filter: bool = True, hot_restart_of: "Envoy | None" = None,
-                 component_log_level: str | None = "wasm:debug"):
+                 component_log_level: str | None = "wasm:debug", lds: bool = False):
         """`component_log_level` is passed as `--component-log-level` (None: not at all, every
-        component at `log_level`)."""
+        component at `log_level`). With `lds`, the DynamoDB listener comes from file-based LDS
+        and `update_listener` replaces it while Envoy runs."""
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A hot restart reuses the parent's rendered config and base id with the next epoch;
@@ -120,6 +149,8 @@ class Envoy:
             "EDS_REFRESH_DELAY": "0.5s",
         })
         values.update(extra_values or {})
+        self.values = values
+        self.lds_dir = self.workdir / "lds" if lds else None
         wasm = pathlib.Path(values["WASM_PATH"])
         if not wasm.exists():
             raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
@@ -130,6 +161,8 @@ class Envoy:
             rendered = render_template(ENVOY_YAML.read_text(), values)
             if not with_filter:
                 rendered = without_filter(rendered)
+            if lds:
+                rendered = listener_via_lds(rendered, self.lds_dir)
         self.config_path.write_text(rendered)
         self.admin_path = self.workdir / "admin-address"
         self.log_path = self.workdir / "envoy.log"
@@ -142,6 +175,18 @@ class Envoy:
             "envoy", self.log_path,
         )
         self.admin = None
+
+    def update_listener(self, plugin_config: dict):
+        """Publishes the DynamoDB listener again with another plugin configuration (Envoy
+        started with `lds=True`): Envoy builds the new filter chain and drains the old one."""
+        import yaml
+
+        if self.lds_dir is None:
+            raise ValueError("this Envoy was not started with lds=True")
+        self.plugin_config = dict(plugin_config)
+        values = dict(self.values, PLUGIN_CONFIG=plugin_config_value(self.plugin_config))
+        doc = yaml.safe_load(render_template(ENVOY_YAML.read_text(), values))
+        write_lds(self.lds_dir, doc["static_resources"]["listeners"])
 
     def hot_restart(self, workdir: pathlib.Path) -> "Envoy":
         """Starts the next restart epoch (same config, base id and listener port); this process
