@@ -113,17 +113,18 @@ impl Root {
         held
     }
 
-    fn release_lease(&mut self) {
+    fn release_lease(&self) {
         let (current, cas) = host::shared_get(shared::POLL_LEASE);
-        if let Some(expired) = lease::release(current.as_deref(), self.worker_id) {
-            // A failed CAS means another worker wrote meanwhile: the lease is theirs already.
-            let _ = host::shared_set(shared::POLL_LEASE, expired.encode().as_bytes(), cas);
+        // Not ours any more, or a failed CAS (another worker wrote meanwhile): nothing to hand over.
+        let Some(expired) = lease::release(current.as_deref(), self.worker_id) else {
+            return;
+        };
+        if host::shared_set(shared::POLL_LEASE, expired.encode().as_bytes(), cas).is_ok() {
+            log_debug!(
+                "alternator-filter: worker {} released the agent poll lease (shutting down)",
+                self.worker_id
+            );
         }
-        log_debug!(
-            "alternator-filter: worker {} released the agent poll lease (shutting down)",
-            self.worker_id
-        );
-        self.holds_lease = false;
     }
 
     fn dispatch(

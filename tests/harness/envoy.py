@@ -82,6 +82,13 @@ def without_filter(rendered: str) -> str:
     return yaml.safe_dump(doc)
 
 
+def plugin_values(plugin_config: dict) -> dict:
+    """The template values that follow from a plugin configuration: the configuration itself,
+    and the routes' retries, one per fallback."""
+    return {"PLUGIN_CONFIG": plugin_config_value(plugin_config),
+            "NUM_RETRIES": int(plugin_config.get("fallbacks", 2))}
+
+
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 
@@ -137,14 +144,12 @@ class Envoy:
         self.restart_epoch = hot_restart_of.restart_epoch + 1 if hot_restart_of else 0
         self.listen_port = hot_restart_of.listen_port if hot_restart_of else free_port()
         self.plugin_config = dict(plugin_config)
-        fallbacks = int(self.plugin_config.get("fallbacks", 2))
         values = validation_values()
         values.update({
             "LISTEN_PORT": self.listen_port,
             "ADMIN_PORT": 0,
             "AGENT_PORT": agent_port,
-            "PLUGIN_CONFIG": plugin_config_value(self.plugin_config),
-            "NUM_RETRIES": fallbacks,
+            **plugin_values(self.plugin_config),
             "ACCESS_LOG_PATH": str(self.workdir / "access.log"),
             "EDS_REFRESH_DELAY": "0.5s",
         })
@@ -184,7 +189,7 @@ class Envoy:
         if self.lds_dir is None:
             raise ValueError("this Envoy was not started with lds=True")
         self.plugin_config = dict(plugin_config)
-        values = dict(self.values, PLUGIN_CONFIG=plugin_config_value(self.plugin_config))
+        values = dict(self.values, **plugin_values(self.plugin_config))
         doc = yaml.safe_load(render_template(ENVOY_YAML.read_text(), values))
         write_lds(self.lds_dir, doc["static_resources"]["listeners"])
 
