@@ -144,7 +144,8 @@ impl std::fmt::Display for Operation {
 }
 
 /// Which requests key-route affinity routes by partition key (`key-route-affinity.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AffinityMode {
     /// Affinity off (the spec's default): every request is routed normally.
     #[default]

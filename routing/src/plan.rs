@@ -22,7 +22,7 @@
 
 use std::net::IpAddr;
 
-use crate::endpoint::push_host_port;
+use crate::endpoint::host_port;
 use crate::scope::ScopePolicy;
 use crate::snapshot::{HealthState, NodeSnapshot};
 
@@ -76,6 +76,8 @@ pub struct RoutingTable {
     /// snapshot (canonical) order.
     tiers: Vec<Vec<usize>>,
     published_health: Vec<HealthState>,
+    /// `ip:port` of every node, formatted once per table rather than once per request.
+    override_hosts: Vec<String>,
 }
 
 impl RoutingTable {
@@ -94,11 +96,14 @@ impl RoutingTable {
             tiers.push(tier);
         }
         let published_health = snapshot.health();
+        let port = snapshot.port();
+        let override_hosts = nodes.iter().map(|n| host_port(n.address, port)).collect();
         RoutingTable {
             snapshot,
             policy,
             tiers,
             published_health,
+            override_hosts,
         }
     }
 
@@ -187,16 +192,20 @@ impl RoutingTable {
     /// Appends `ip:port[,ip:port]*` for `plan` to `out`: the value of the routing header that
     /// Envoy's `override_host` policy reads. Indices outside the snapshot are skipped.
     pub fn push_override_hosts(&self, plan: &[usize], out: &mut String) {
-        let port = self.snapshot.port();
-        let nodes = self.snapshot.nodes();
         let mut first = true;
-        for address in plan.iter().filter_map(|&i| nodes.get(i)).map(|n| n.address) {
+        for host in plan.iter().filter_map(|&i| self.override_hosts.get(i)) {
             if !first {
                 out.push(',');
             }
             first = false;
-            push_host_port(out, address, port);
+            out.push_str(host);
         }
+    }
+
+    /// `ip:port` of node `index`, as [`RoutingTable::push_override_hosts`] writes it and as
+    /// Envoy reports the upstream that served a request.
+    pub fn override_host(&self, index: usize) -> Option<&str> {
+        self.override_hosts.get(index).map(String::as_str)
     }
 
     /// The address of node `index`.

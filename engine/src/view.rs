@@ -1,20 +1,20 @@
-//! Adapter between the filter and the routing core (`alternator-routing`).
+//! One node snapshot as the request path uses it: split into the configured scope's tiers,
+//! with scratch buffers so that a plan allocates nothing.
 //!
-//! Everything here is a call into the routing core plus the glue the host needs (scratch
-//! buffers, the worker's counters, metric labels). No routing rule is decided in this file.
+//! Every routing rule is the routing core's (`alternator-routing`); this file picks which
+//! rule applies (round robin, random, key affinity), applies passive health on top of the
+//! agent's, and writes the routing header through the core's one formatter.
 
 use std::cell::{OnceCell, Ref, RefCell};
 use std::collections::BTreeMap;
 
 use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
-use alternator_routing::dynamodb::{self, AffinityMode, KeySchemas, NoAffinity, Operation};
-use alternator_routing::endpoint::host_port;
+use alternator_routing::dynamodb::{self, KeySchemas, NoAffinity, Operation};
 use alternator_routing::plan::RoutingTable;
-use alternator_routing::scope::{Scope, ScopePolicy};
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
-use crate::config::{AffinityModeConfig, FilterConfig, Policy};
-use crate::host;
+use crate::config::{FilterConfig, Policy};
+use crate::host::Host;
 use crate::metrics::{AffinityMiss, RoutedBy};
 use crate::worker::Worker;
 
@@ -27,51 +27,21 @@ pub enum Decision {
     NoCandidate,
 }
 
-/// The routing core's affinity mode for a configured mode.
-pub fn affinity_mode(config: &FilterConfig) -> AffinityMode {
-    match config.affinity.mode {
-        AffinityModeConfig::None => AffinityMode::None,
-        AffinityModeConfig::Rmw => AffinityMode::Rmw,
-        AffinityModeConfig::AnyWrite => AffinityMode::AnyWrite,
-    }
-}
-
 /// The operation named by `X-Amz-Target` (non-UTF-8 is just "other").
 pub fn classify(target: &[u8]) -> Operation {
     std::str::from_utf8(target).map_or(Operation::Other, Operation::from_target)
 }
 
-/// Whether any request may be routed by key (or teach a key schema), so the operation named
-/// by `X-Amz-Target` matters at all.
-pub fn uses_operation(config: &FilterConfig) -> bool {
-    affinity_mode(config) != AffinityMode::None
-}
-
-/// Whether this request is routed by key, so its body must be read first.
-pub fn needs_body(op: Operation, config: &FilterConfig) -> bool {
-    dynamodb::needs_body(affinity_mode(config), op)
-}
-
-/// Whether the response of this request teaches a table's partition-key name.
-pub fn learns_from_response(op: Operation, config: &FilterConfig) -> bool {
-    dynamodb::learns_key_schema(affinity_mode(config), op)
-}
-
-/// `(table, partition-key name)` from a CreateTable or DescribeTable response body.
-pub fn learned_key(response_body: &[u8]) -> Option<(String, String)> {
-    dynamodb::table_description_key_schema(response_body).map(|t| (t.table, t.hash_key))
-}
-
-/// Configured names first, then names learned by any worker of this Envoy. The learned map
-/// (a shared-data read of its version key, and of the map itself when it changed) is consulted
+/// Configured names first, then names learned by any worker of this proxy. The learned map
+/// (a shared read of its version key, and of the map itself when it changed) is consulted
 /// only when the configured map misses, so configured tables cost no host call.
-struct Schemas<'a> {
+struct Schemas<'a, H: Host> {
     configured: &'a BTreeMap<String, String>,
-    worker: &'a Worker,
+    worker: &'a Worker<H>,
     learned: OnceCell<Ref<'a, BTreeMap<String, String>>>,
 }
 
-impl KeySchemas for Schemas<'_> {
+impl<H: Host> KeySchemas for Schemas<'_, H> {
     fn hash_key(&self, table: &str) -> Option<&str> {
         if let Some(key) = self.configured.get(table) {
             return Some(key);
@@ -85,17 +55,17 @@ impl KeySchemas for Schemas<'_> {
 
 /// What a request is routed by: `Ok(None)` when it does not qualify for affinity (ordinary
 /// traffic), `Err` when it qualifies but cannot be routed by key.
-pub fn affinity_target(
+pub fn affinity_target<H: Host>(
     op: Operation,
     body: &[u8],
-    worker: &Worker,
+    worker: &Worker<H>,
 ) -> Result<Option<AffinityTarget>, AffinityMiss> {
     let schemas = Schemas {
         configured: &worker.config.affinity.tables,
         worker,
         learned: OnceCell::new(),
     };
-    match dynamodb::affinity_keys(affinity_mode(&worker.config), op, body, &schemas) {
+    match dynamodb::affinity_keys(worker.config.affinity.mode, op, body, &schemas) {
         Ok(keys) => Ok(Some(AffinityTarget::from_keys(&keys))),
         Err(NoAffinity::NotEligible) => Ok(None),
         Err(e) => Err(miss(e)),
@@ -111,25 +81,10 @@ fn miss(reason: NoAffinity) -> AffinityMiss {
     }
 }
 
-/// The scope policy the configuration asks for.
-pub fn scope_policy(config: &FilterConfig) -> Result<ScopePolicy, String> {
-    let scope = Scope::from_names(
-        config.scope.datacenter.as_deref(),
-        config.scope.rack.as_deref(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(ScopePolicy {
-        scope,
-        mode: config.scope.mode,
-    })
-}
-
 /// One snapshot, split into the configured scope's tiers, plus a scratch plan buffer.
 #[derive(Debug)]
 pub struct RoutingView {
     table: RoutingTable,
-    /// `ip:port` of every node, formatted once per snapshot rather than once per request.
-    endpoints: Vec<String>,
     plan: RefCell<Vec<usize>>,
     scratch: RefCell<AffinityScratch>,
     /// The agent's health made worse by passive health, rebuilt per request while any node is
@@ -142,17 +97,10 @@ pub struct RoutingView {
 impl RoutingView {
     pub fn build(bytes: &[u8], config: &FilterConfig) -> Result<Self, String> {
         let snapshot = NodeSnapshot::from_json(bytes).map_err(|e| e.to_string())?;
-        let port = snapshot.port();
-        let endpoints: Vec<String> = snapshot
-            .nodes()
-            .iter()
-            .map(|n| host_port(n.address, port))
-            .collect();
-        let served_slots = RefCell::new(vec![None; endpoints.len()]);
-        let table = RoutingTable::new(snapshot, scope_policy(config)?);
+        let served_slots = RefCell::new(vec![None; snapshot.nodes().len()]);
+        let table = RoutingTable::new(snapshot, config.scope.clone());
         Ok(RoutingView {
             table,
-            endpoints,
             plan: RefCell::new(Vec::with_capacity(config.candidates())),
             scratch: RefCell::new(AffinityScratch::default()),
             health: RefCell::new(Vec::new()),
@@ -177,7 +125,11 @@ impl RoutingView {
     }
 
     /// The health plans use: the agent's, unless passive health tracks some node.
-    fn health<'a>(&'a self, worker: &Worker, buf: &'a mut Vec<HealthState>) -> &'a [HealthState] {
+    fn health<'a, H: Host>(
+        &'a self,
+        worker: &Worker<H>,
+        buf: &'a mut Vec<HealthState>,
+    ) -> &'a [HealthState] {
         let passive = worker.passive_health();
         if passive.is_empty() {
             return self.table.published_health();
@@ -186,7 +138,7 @@ impl RoutingView {
         passive.overlay(
             nodes.iter().map(|n| n.address),
             self.table.published_health(),
-            host::now_ms(),
+            worker.host.now_ms(),
             worker.config.passive_health.cooldown_ms,
             buf,
         );
@@ -194,7 +146,7 @@ impl RoutingView {
     }
 
     /// Round robin or random over the scope, by configuration.
-    pub fn ordinary(&self, worker: &Worker, out: &mut String) -> Decision {
+    pub fn ordinary<H: Host>(&self, worker: &Worker<H>, out: &mut String) -> Decision {
         let config = &worker.config;
         let mut buf = self.health.borrow_mut();
         let health = self.health(worker, &mut buf);
@@ -219,7 +171,12 @@ impl RoutingView {
     }
 
     /// The key's (or the batch vote's) affinity plan over the scope.
-    pub fn affine(&self, worker: &Worker, target: &AffinityTarget, out: &mut String) -> Decision {
+    pub fn affine<H: Host>(
+        &self,
+        worker: &Worker<H>,
+        target: &AffinityTarget,
+        out: &mut String,
+    ) -> Decision {
         let mut buf = self.health.borrow_mut();
         let health = self.health(worker, &mut buf);
         let k = worker.config.candidates();
@@ -232,8 +189,8 @@ impl RoutingView {
     /// Counts a request answered by `upstream` (`ip:port`, as Envoy reports it) against its
     /// node; `first` is the index of the plan's first choice. Returns whether `upstream` is that
     /// first choice (found by index; any other node, a fallback after a retry, by `ip:port`).
-    pub fn served(&self, worker: &Worker, upstream: &str, first: Option<usize>) -> bool {
-        let first = first.filter(|&i| self.endpoints.get(i).is_some_and(|e| e == upstream));
+    pub fn served<H: Host>(&self, worker: &Worker<H>, upstream: &str, first: Option<usize>) -> bool {
+        let first = first.filter(|&i| self.table.override_host(i) == Some(upstream));
         let Some(index) = first else {
             worker.metrics.served(upstream, false);
             return false;
@@ -255,16 +212,10 @@ impl RoutingView {
         self.plan.borrow().first().copied()
     }
 
-    /// The routing header value for `plan`: what `RoutingTable::push_override_hosts` writes,
-    /// from the preformatted endpoints.
+    /// Writes the routing header value for `plan` into `out`.
     fn write(&self, plan: &[usize], out: &mut String, label: RoutedBy) -> Decision {
         out.clear();
-        for endpoint in plan.iter().filter_map(|&i| self.endpoints.get(i)) {
-            if !out.is_empty() {
-                out.push(',');
-            }
-            out.push_str(endpoint);
-        }
+        self.table.push_override_hosts(plan, out);
         if out.is_empty() {
             return Decision::NoCandidate;
         }

@@ -1,27 +1,27 @@
-//! Per-VM state shared by the root context and every HTTP context of one Envoy worker.
+//! Per-worker state shared by the poller and every request of one proxy worker.
 //!
-//! A worker VM is single-threaded, so plain `Rc`/`Cell`/`RefCell` suffice. The configuration
-//! inside is immutable for the life of this value: a new plugin configuration builds a new
-//! `Worker`.
+//! A worker is single-threaded (a proxy-wasm VM, or one thread of a native build), so plain
+//! `Rc`/`Cell`/`RefCell` suffice. The configuration inside is immutable for the life of this
+//! value: a new plugin configuration builds a new `Worker`.
 
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use crate::config::FilterConfig;
 use alternator_routing::health::{HealthThresholds, Observation};
 use alternator_routing::passive::PassiveHealth;
 use alternator_routing::snapshot::HealthState;
 
-use crate::host::{self, log_info, log_warn};
-use crate::metrics::Metrics;
+use crate::config::FilterConfig;
+use crate::host::{log_info, log_warn, Host};
+use crate::metrics::{Metric, Metrics};
 use crate::shared;
 use crate::view::RoutingView;
 
 #[derive(Debug)]
-pub struct Worker {
+pub struct Worker<H> {
+    pub host: H,
     pub config: FilterConfig,
     pub metrics: Metrics,
     /// The routing view and the version-key bytes it was built from.
@@ -53,10 +53,12 @@ const SPARE_BUFFERS: usize = 256;
 /// context's tick reads them too, so an idle worker is never more than a tick behind.
 const REFRESH_EVERY: u32 = 32;
 
-impl Worker {
-    pub fn new(config: FilterConfig) -> Self {
-        let seed = random_seed();
+impl<H: Host> Worker<H> {
+    /// A worker routing by `config`; `seed` starts its round robin and random policy, and
+    /// should differ between workers (the host's randomness) so they do not move in lockstep.
+    pub fn new(host: H, config: FilterConfig, seed: u64) -> Self {
         Worker {
+            host,
             config,
             metrics: Metrics::default(),
             view: RefCell::new((Vec::new(), None)),
@@ -120,7 +122,7 @@ impl Worker {
 
     /// The current routing view, re-parsed only when the poller stored a new snapshot.
     fn refresh_view(&self) -> Option<Rc<RoutingView>> {
-        let (version, _) = host::shared_get(shared::SNAPSHOT_VERSION);
+        let (version, _) = self.host.shared_get(shared::SNAPSHOT_VERSION);
         let version = version.unwrap_or_default();
         {
             let cached = self.view.borrow();
@@ -128,13 +130,16 @@ impl Worker {
                 return cached.1.clone();
             }
         }
-        let bytes = host::shared_get(shared::SNAPSHOT).0;
+        let bytes = self.host.shared_get(shared::SNAPSHOT).0;
         let view = match bytes.map(|b| RoutingView::build(&b, &self.config)) {
             Some(Ok(v)) => Some(Rc::new(v)),
             Some(Err(e)) => {
                 // The poller validates before storing, so this means a different filter build
                 // wrote the key; keep routing on what this VM had.
-                log_warn!("alternator-filter: stored node snapshot is unreadable, keeping the previous one: {e}");
+                log_warn!(
+                    &self.host,
+                    "alternator-filter: stored node snapshot is unreadable, keeping the previous one: {e}"
+                );
                 self.view.borrow().1.clone()
             }
             None => None,
@@ -166,17 +171,19 @@ impl Worker {
     /// Hands this VM's traffic flag to the poller through shared data (once per tick at most).
     pub fn publish_traffic(&self) {
         if self.traffic.replace(false) {
-            let _ = host::shared_set(shared::TRAFFIC, b"1", None);
+            let _ = self.host.shared_set(shared::TRAFFIC, b"1", None);
         }
     }
 
     /// Partition-key names learned by any worker of this Envoy, refreshed when they changed.
     pub fn learned_keys(&self) -> Ref<'_, BTreeMap<String, String>> {
-        let version = host::shared_get(shared::LEARNED_KEYS_VERSION)
+        let version = self
+            .host
+            .shared_get(shared::LEARNED_KEYS_VERSION)
             .0
             .unwrap_or_default();
         if *self.learned_version.borrow() != version {
-            *self.learned.borrow_mut() = shared::learned_keys().0;
+            *self.learned.borrow_mut() = shared::learned_keys(&self.host).0;
             *self.learned_version.borrow_mut() = version;
         }
         self.learned.borrow()
@@ -204,11 +211,13 @@ impl Worker {
         if !self.config.passive_health.enabled {
             return;
         }
-        let version = host::shared_get(shared::PASSIVE_HEALTH_VERSION)
+        let version = self
+            .host
+            .shared_get(shared::PASSIVE_HEALTH_VERSION)
             .0
             .unwrap_or_default();
         if *self.passive_version.borrow() != version {
-            let stored = host::shared_get(shared::PASSIVE_HEALTH).0;
+            let stored = self.host.shared_get(shared::PASSIVE_HEALTH).0;
             *self.passive.borrow_mut() = stored
                 .as_deref()
                 .map(PassiveHealth::from_json)
@@ -229,11 +238,11 @@ impl Worker {
         if !self.passive_health().would_change(address, observation) {
             return;
         }
-        let now = host::now_ms();
+        let now = self.host.now_ms();
         let cooldown = self.config.passive_health.cooldown_ms;
         let thresholds = HealthThresholds::default();
         let mut transition = None;
-        let stored = shared::update_passive_health(|table| {
+        let stored = shared::update_passive_health(&self.host, |table| {
             let before = table.clone();
             transition = table.observe(address, observation, now, cooldown, &thresholds);
             *table != before
@@ -241,12 +250,17 @@ impl Worker {
         // This VM's own verdict applies to its next request, not a refresh later.
         self.refresh_passive();
         if let Some(state) = transition.filter(|_| stored.is_some()) {
-            self.metrics.node_health_changed(state);
+            self.metrics.count(Metric::NodeHealthChanged(state));
             match state {
                 HealthState::Down => log_warn!(
+                    &self.host,
                     "alternator-filter: node {endpoint} is DOWN after consecutive transport failures; skipped for {cooldown} ms, then tried again as QUARANTINED"
                 ),
-                _ => log_info!("alternator-filter: node {endpoint} is {} again", state.as_str()),
+                _ => log_info!(
+                    &self.host,
+                    "alternator-filter: node {endpoint} is {} again",
+                    state.as_str()
+                ),
             }
         }
     }
@@ -262,16 +276,8 @@ impl Worker {
         self.learned
             .borrow_mut()
             .insert(table.to_string(), key.to_string());
-        if shared::learn_key(table, key) {
-            self.metrics.key_learned();
+        if shared::learn_key(&self.host, table, key) {
+            self.metrics.count(Metric::KeyNameLearned);
         }
     }
-}
-
-/// A seed from the host's randomness (std's hasher keys come from WASI `random_get`) mixed
-/// with the clock, so a host without randomness still gives distinct workers distinct seeds.
-fn random_seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(host::now_ms());
-    h.finish()
 }

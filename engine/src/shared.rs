@@ -1,7 +1,7 @@
-//! Names and encodings of the proxy-wasm shared-data keys.
+//! Names and encodings of the keys every worker of one proxy shares.
 //!
-//! Shared data is scoped by `vm_id`, so every worker VM of one Envoy (and only those) sees
-//! these keys. The poller is the only writer of the snapshot keys; each worker reads the tiny
+//! In proxy-wasm this is shared data, scoped by `vm_id`, so every worker VM of one Envoy (and
+//! only those) sees these keys. The poller is the only writer of the snapshot keys; each worker reads the tiny
 //! [`SNAPSHOT_VERSION`] key on its tick and every 32nd request (`Worker::view`), and the large
 //! [`SNAPSHOT`] key only when the version changed.
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use alternator_routing::passive::PassiveHealth;
 
-use crate::host;
+use crate::host::Host;
 
 /// The agent's snapshot document, byte for byte.
 pub const SNAPSHOT: &str = "alternator-mesh.snapshot";
@@ -41,30 +41,39 @@ pub const PASSIVE_HEALTH_VERSION: &str = "alternator-mesh.passive-health-version
 const CAS_ATTEMPTS: usize = 8;
 
 /// A process-unique id for this worker VM, from a CAS counter in shared data.
-pub fn next_worker_id() -> u64 {
+pub fn next_worker_id(host: &impl Host) -> u64 {
     for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host::shared_get(WORKER_SEQ);
+        let (value, cas) = host.shared_get(WORKER_SEQ);
         let current = value.as_deref().and_then(parse_u64).unwrap_or(0);
         let next = current.wrapping_add(1);
-        if host::shared_set(WORKER_SEQ, next.to_string().as_bytes(), cas.or(Some(0))).is_ok() {
+        if host
+            .shared_set(WORKER_SEQ, next.to_string().as_bytes(), cas.or(Some(0)))
+            .is_ok()
+        {
             return next;
         }
     }
     // Contention this persistent is not expected; a clock-derived id keeps the lease working.
-    host::now_ms() ^ 0x9e37_79b9_7f4a_7c15
+    host.now_ms() ^ 0x9e37_79b9_7f4a_7c15
 }
 
 pub fn parse_u64(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
-pub fn read_u64(key: &str) -> Option<u64> {
-    host::shared_get(key).0.as_deref().and_then(parse_u64)
+pub fn read_u64(host: &impl Host, key: &str) -> Option<u64> {
+    host.shared_get(key).0.as_deref().and_then(parse_u64)
+}
+
+/// Bumps a version key after its value changed (last writer wins: readers only compare).
+fn bump(host: &impl Host, key: &str) {
+    let version = read_u64(host, key).unwrap_or(0).wrapping_add(1);
+    let _ = host.shared_set(key, version.to_string().as_bytes(), None);
 }
 
 /// Reads the learned table → key-name map (empty when missing or unreadable).
-pub fn learned_keys() -> (BTreeMap<String, String>, Option<u32>) {
-    let (value, cas) = host::shared_get(LEARNED_KEYS);
+pub fn learned_keys(host: &impl Host) -> (BTreeMap<String, String>, Option<u32>) {
+    let (value, cas) = host.shared_get(LEARNED_KEYS);
     let map = value
         .and_then(|v| serde_json::from_slice(&v).ok())
         .unwrap_or_default();
@@ -72,9 +81,9 @@ pub fn learned_keys() -> (BTreeMap<String, String>, Option<u32>) {
 }
 
 /// Records `table → key` in the shared learned map; returns whether it was new.
-pub fn learn_key(table: &str, key: &str) -> bool {
+pub fn learn_key(host: &impl Host, table: &str, key: &str) -> bool {
     for _ in 0..CAS_ATTEMPTS {
-        let (mut map, cas) = learned_keys();
+        let (mut map, cas) = learned_keys(host);
         if map.get(table).map(String::as_str) == Some(key) {
             return false;
         }
@@ -82,9 +91,8 @@ pub fn learn_key(table: &str, key: &str) -> bool {
         let Ok(bytes) = serde_json::to_vec(&map) else {
             return false;
         };
-        if host::shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0))).is_ok() {
-            let version = read_u64(LEARNED_KEYS_VERSION).unwrap_or(0).wrapping_add(1);
-            let _ = host::shared_set(LEARNED_KEYS_VERSION, version.to_string().as_bytes(), None);
+        if host.shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0))).is_ok() {
+            bump(host, LEARNED_KEYS_VERSION);
             return true;
         }
     }
@@ -94,10 +102,11 @@ pub fn learn_key(table: &str, key: &str) -> bool {
 /// Applies `change` to the shared passive-health table with compare-and-swap; `change` returns
 /// whether it changed anything. Returns the table as stored, or `None` if contention won.
 pub fn update_passive_health(
+    host: &impl Host,
     mut change: impl FnMut(&mut PassiveHealth) -> bool,
 ) -> Option<PassiveHealth> {
     for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host::shared_get(PASSIVE_HEALTH);
+        let (value, cas) = host.shared_get(PASSIVE_HEALTH);
         let mut table = value
             .as_deref()
             .map(PassiveHealth::from_json)
@@ -105,11 +114,11 @@ pub fn update_passive_health(
         if !change(&mut table) {
             return Some(table);
         }
-        if host::shared_set(PASSIVE_HEALTH, &table.to_json(), cas.or(Some(0))).is_ok() {
-            let version = read_u64(PASSIVE_HEALTH_VERSION)
-                .unwrap_or(0)
-                .wrapping_add(1);
-            let _ = host::shared_set(PASSIVE_HEALTH_VERSION, version.to_string().as_bytes(), None);
+        if host
+            .shared_set(PASSIVE_HEALTH, &table.to_json(), cas.or(Some(0)))
+            .is_ok()
+        {
+            bump(host, PASSIVE_HEALTH_VERSION);
             return Some(table);
         }
     }

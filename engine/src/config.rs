@@ -1,7 +1,9 @@
 //! Plugin configuration: the JSON document Envoy passes as the filter's `configuration`
-//! (Istio: `pluginConfig`). Parsed once per VM in `on_configure` into an immutable
-//! [`FilterConfig`] that every HTTP context shares. Every field is documented, with its
-//! default, in the crate README.
+//! (Istio: `pluginConfig`). Parsed once per configuration into an immutable [`FilterConfig`]
+//! that every request shares, straight into the routing core's types (scope policy, affinity
+//! mode), so nothing is validated again per snapshot or per request. Every field is
+//! documented, with its default, in the README's configuration table (a test holds the two
+//! together).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,18 +47,9 @@ impl Policy {
 /// What happens when no node of the configured scope is usable (`fallback`: widen rack →
 /// datacenter → cluster; `strict`: never leave the scope, answer 503).
 pub use alternator_routing::scope::ScopeMode;
-
-/// Which DynamoDB requests are routed by their partition key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AffinityModeConfig {
-    #[default]
-    None,
-    /// Read-modify-write operations only (conditional writes, update expressions, ...).
-    Rmw,
-    /// Every write.
-    AnyWrite,
-}
+/// Which DynamoDB requests are routed by their partition key (`none`, `rmw`, `any_write`).
+pub use alternator_routing::dynamodb::AffinityMode;
+use alternator_routing::scope::{Scope, ScopePolicy};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,7 +120,7 @@ struct RawScope {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawAffinity {
-    mode: AffinityModeConfig,
+    mode: AffinityMode,
     tables: BTreeMap<String, String>,
 }
 
@@ -185,17 +178,9 @@ pub struct AgentConfig {
     pub lease: Duration,
 }
 
-/// The scope restricting which nodes serve this Envoy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopeConfig {
-    pub datacenter: Option<String>,
-    pub rack: Option<String>,
-    pub mode: ScopeMode,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AffinityConfig {
-    pub mode: AffinityModeConfig,
+    pub mode: AffinityMode,
     /// Table name → partition (HASH) key attribute name, as configured.
     pub tables: BTreeMap<String, String>,
 }
@@ -209,7 +194,8 @@ pub struct FilterConfig {
     /// Candidates written after the first choice.
     pub fallbacks: usize,
     pub policy: Policy,
-    pub scope: ScopeConfig,
+    /// The nodes that serve this proxy, and whether routing may widen them.
+    pub scope: ScopePolicy,
     pub affinity: AffinityConfig,
     pub max_body_bytes: usize,
     /// Requests declaring a larger `content-length` get a local 413; 0 turns the check off.
@@ -358,6 +344,9 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
             "needs scope.datacenter: a rack name is only unique within its datacenter",
         ));
     }
+    // The checks above name the field; what is left cannot fail, but say so if it ever does.
+    let scope = Scope::from_names(s.datacenter.as_deref(), s.rack.as_deref())
+        .map_err(|e| value_err("scope", e.to_string()))?;
     for (table, key) in &raw.affinity.tables {
         if table.is_empty() || key.is_empty() {
             return Err(value_err(
@@ -386,9 +375,8 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         routing_header: header,
         fallbacks: raw.fallbacks as usize,
         policy: raw.policy,
-        scope: ScopeConfig {
-            datacenter: s.datacenter,
-            rack: s.rack,
+        scope: ScopePolicy {
+            scope,
             mode: s.mode,
         },
         affinity: AffinityConfig {
@@ -447,13 +435,12 @@ mod tests {
             assert_eq!(c.policy, Policy::RoundRobin);
             assert_eq!(
                 c.scope,
-                ScopeConfig {
-                    datacenter: None,
-                    rack: None,
+                ScopePolicy {
+                    scope: Scope::Cluster,
                     mode: ScopeMode::Fallback
                 }
             );
-            assert_eq!(c.affinity.mode, AffinityModeConfig::None);
+            assert_eq!(c.affinity.mode, AffinityMode::None);
             assert_eq!(c.max_body_bytes, 16 * 1024 * 1024);
             assert_eq!(c.max_request_bytes, 16 * 1024 * 1024);
             assert_eq!(c.agent.cluster, "alternator_agent");
@@ -478,9 +465,15 @@ mod tests {
         assert_eq!(c.routing_header, "x-alt");
         assert_eq!(c.candidates(), 1);
         assert_eq!(c.policy, Policy::Random);
-        assert_eq!(c.scope.rack.as_deref(), Some("r1"));
+        assert_eq!(
+            c.scope.scope,
+            Scope::Rack {
+                datacenter: "dc1".into(),
+                rack: "r1".into()
+            }
+        );
         assert_eq!(c.scope.mode, ScopeMode::Strict);
-        assert_eq!(c.affinity.mode, AffinityModeConfig::AnyWrite);
+        assert_eq!(c.affinity.mode, AffinityMode::AnyWrite);
         assert_eq!(
             c.affinity.tables.get("users").map(String::as_str),
             Some("id")

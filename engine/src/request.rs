@@ -1,0 +1,309 @@
+//! The request flow (DESIGN §5): what happens to one DynamoDB request, callback by callback.
+//!
+//! 1. Drop any client-sent routing header: only this filter writes it.
+//! 2. Refuse a declared body over DynamoDB's request limit with a local 413.
+//! 3. Classify the request by `X-Amz-Target` (read only when key affinity is configured);
+//!    anything unknown is routed like ordinary traffic.
+//! 4. Hold the request for its body only when key affinity may apply.
+//! 5. Write `ip:port` of the first choice and the fallbacks into the routing header, which
+//!    Envoy's `override_host` policy walks on retries; no candidate → a DynamoDB-style 503.
+//! 6. Learn partition-key names from CreateTable/DescribeTable answers.
+//! 7. At stream end, count who served and feed passive health.
+//!
+//! Host and body are never modified: Alternator verifies the SigV4 signature over both.
+
+use std::rc::Rc;
+
+use alternator_routing::affinity::AffinityTarget;
+use alternator_routing::dynamodb::{self, AffinityMode, Operation};
+use alternator_routing::health::Observation;
+use alternator_routing::passive::{self, envoy_flags};
+
+use crate::host::{log_debug, Action, Host, Stream};
+use crate::metrics::{AffinityMiss, Metric, RoutedBy};
+use crate::shared::parse_u64;
+use crate::view::{self, Decision, RoutingView};
+use crate::worker::Worker;
+
+/// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
+pub const NO_ROUTE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"alternator-mesh: no Alternator node is available in the configured scope"}"#;
+
+/// The local reply to a request over DynamoDB's size limit: no node would accept it, and
+/// buffering it first would only cost memory. Not retryable, so the SDK reports it at once.
+pub const TOO_LARGE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"alternator-mesh: request body too large: DynamoDB requests are limited to 16 MB"}"#;
+
+const JSON_CONTENT_TYPE: (&str, &str) = ("content-type", "application/x-amz-json-1.0");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Headers not seen yet, or seen and routing decided.
+    Headers,
+    /// Waiting for the end of the request body to route by its key.
+    BufferingRequest,
+    /// Routed; nothing left to do on the request path.
+    Done,
+}
+
+/// One request's progress through the filter.
+#[derive(Debug)]
+pub struct RequestFlow<H: Host> {
+    worker: Rc<Worker<H>>,
+    view: Option<Rc<RoutingView>>,
+    op: Operation,
+    phase: Phase,
+    /// The routing header value written (`first,fallback,...`), for passive health; a buffer
+    /// lent by the worker, so a request allocates nothing for it.
+    candidates: String,
+    /// Buffer the response body to learn a table's key schema (DescribeTable).
+    learn_from_response: bool,
+    /// The view's node index of the first candidate, for the served-by metric.
+    first_choice: Option<usize>,
+}
+
+impl<H: Host> RequestFlow<H> {
+    pub fn new(worker: Rc<Worker<H>>) -> Self {
+        RequestFlow {
+            candidates: worker.take_buffer(),
+            worker,
+            view: None,
+            op: Operation::Other,
+            phase: Phase::Headers,
+            learn_from_response: false,
+            first_choice: None,
+        }
+    }
+
+    /// The routing header value this request carries (empty until routed, or when Envoy's
+    /// fallback policy routes it).
+    pub fn candidates(&self) -> &str {
+        &self.candidates
+    }
+
+    pub fn on_request_headers(&mut self, stream: &mut impl Stream, end_of_stream: bool) -> Action {
+        let worker = Rc::clone(&self.worker);
+        let config = &worker.config;
+        stream.remove_request_header(&config.routing_header);
+        worker.note_traffic();
+        self.view = worker.view();
+
+        // Each header read costs the host a copy (in proxy-wasm two crossings into the VM), so
+        // without key affinity, where the operation changes nothing, it is not read.
+        let uses_operation = config.affinity.mode != AffinityMode::None;
+        let declared_len = if uses_operation || config.max_request_bytes > 0 {
+            stream
+                .request_header("content-length")
+                .as_deref()
+                .and_then(parse_u64)
+        } else {
+            None
+        };
+        if config.max_request_bytes > 0
+            && declared_len.is_some_and(|len| len > config.max_request_bytes)
+        {
+            self.phase = Phase::Done;
+            stream.send_local_reply(
+                413,
+                &[JSON_CONTENT_TYPE, ("x-amzn-errortype", "ValidationException")],
+                TOO_LARGE_BODY,
+            );
+            return Action::Pause;
+        }
+
+        let op = if uses_operation {
+            stream
+                .request_header("x-amz-target")
+                .as_deref()
+                .map_or(Operation::Other, view::classify)
+        } else {
+            Operation::Other
+        };
+        self.op = op;
+        self.learn_from_response = dynamodb::learns_key_schema(config.affinity.mode, op);
+        if !dynamodb::needs_body(config.affinity.mode, op) {
+            return self.route(stream, Ok(None));
+        }
+        if end_of_stream {
+            return self.route(stream, Err(AffinityMiss::NoKey));
+        }
+        let too_large = declared_len.is_some_and(|len| len > config.max_body_bytes as u64);
+        if too_large {
+            return self.route(stream, Err(AffinityMiss::BodyTooLarge));
+        }
+        self.phase = Phase::BufferingRequest;
+        Action::Pause
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        stream: &mut impl Stream,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if self.phase != Phase::BufferingRequest {
+            return Action::Continue;
+        }
+        if body_size > self.worker.config.max_body_bytes {
+            // Continue releases the paused headers together with what was buffered so far.
+            return self.route(stream, Err(AffinityMiss::BodyTooLarge));
+        }
+        if !end_of_stream {
+            return Action::Pause; // The proxy buffers until the end of the body.
+        }
+        let body = stream.request_body(body_size).unwrap_or_default();
+        let affinity = view::affinity_target(self.op, &body, &self.worker);
+        self.route(stream, affinity)
+    }
+
+    /// Chooses the nodes and writes the header. `Continue` unless a local reply was sent.
+    fn route(
+        &mut self,
+        stream: &mut impl Stream,
+        affinity: Result<Option<AffinityTarget>, AffinityMiss>,
+    ) -> Action {
+        self.phase = Phase::Done;
+        let metrics = &self.worker.metrics;
+        let Some(view) = self.view.clone() else {
+            // No snapshot yet: leave the choice to Envoy's fallback policy over EDS members.
+            metrics.count(Metric::Routed(RoutedBy::NoSnapshot));
+            return Action::Continue;
+        };
+        let worker = &self.worker;
+        let decision = match affinity {
+            Ok(Some(target)) => {
+                metrics.count(Metric::AffinityApplied);
+                view.affine(worker, &target, &mut self.candidates)
+            }
+            Ok(None) => view.ordinary(worker, &mut self.candidates),
+            Err(miss) => {
+                metrics.count(Metric::AffinityMissed(miss));
+                view.ordinary(worker, &mut self.candidates)
+            }
+        };
+        match decision {
+            Decision::Routed(policy) => {
+                self.first_choice = view.first_choice();
+                metrics.count(Metric::Routed(policy));
+                if !stream.set_request_header(
+                    &worker.config.routing_header,
+                    self.candidates.as_bytes(),
+                ) {
+                    // Envoy's fallback policy still routes the request.
+                    self.candidates.clear();
+                }
+                Action::Continue
+            }
+            Decision::NoCandidate => {
+                metrics.count(Metric::NoRoute);
+                self.candidates.clear();
+                stream.send_local_reply(
+                    503,
+                    &[
+                        JSON_CONTENT_TYPE,
+                        ("x-amzn-errortype", "ServiceUnavailableException"),
+                    ],
+                    NO_ROUTE_BODY,
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    pub fn on_response_headers(&mut self, stream: &mut impl Stream) -> Action {
+        if self.learn_from_response && stream.response_header(":status").as_deref() != Some(b"200")
+        {
+            self.learn_from_response = false;
+        }
+        Action::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        stream: &mut impl Stream,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if !self.learn_from_response {
+            return Action::Continue;
+        }
+        if body_size > self.worker.config.max_body_bytes {
+            self.learn_from_response = false;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.learn_from_response = false;
+        let learned = stream
+            .response_body(body_size)
+            .and_then(|b| dynamodb::table_description_key_schema(&b));
+        if let Some(learned) = learned {
+            let (table, key) = (learned.table, learned.hash_key);
+            log_debug!(
+                &self.worker.host,
+                "alternator-filter: table {table:?} has partition key {key:?}"
+            );
+            self.worker.learn_hash_key(&table, &key);
+        }
+        Action::Continue
+    }
+
+    /// The stream has ended (the access-log callback): count who served it and feed passive
+    /// health.
+    pub fn on_stream_end(&mut self, stream: &impl Stream) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        let Some(upstream) = stream.upstream_address() else {
+            return;
+        };
+        let Ok(upstream) = std::str::from_utf8(&upstream) else {
+            return;
+        };
+        // Candidates are only ever written from a view.
+        let Some(view) = &self.view else {
+            return;
+        };
+        let served_by_first = view.served(&self.worker, upstream, self.first_choice);
+        self.feed_passive_health(stream, upstream, served_by_first);
+    }
+
+    /// Attributes this request's outcome to the nodes its attempts went to (`routing::passive`).
+    ///
+    /// `served_by_first`: the first candidate answered, so no earlier candidate can have failed.
+    fn feed_passive_health(&self, stream: &impl Stream, upstream: &str, served_by_first: bool) {
+        if !self.worker.config.passive_health.enabled {
+            return;
+        }
+        let flags = stream.response_flags().unwrap_or(0);
+        // No candidate precedes the first choice, so when it served there is nothing to
+        // attribute (what `failed_before` would answer) and the attempt count is not needed.
+        if !served_by_first {
+            let attempts = stream.upstream_request_attempts();
+            for failed in passive::failed_before(&self.candidates, upstream, attempts) {
+                self.worker.observe(failed, Observation::TrafficFailure);
+            }
+        }
+        // Without a transport failure the final answer is a success or health-neutral, which
+        // changes nothing for a node passive health does not track: the status is read only
+        // when it can matter.
+        let transport_failure = flags & envoy_flags::TRANSPORT_FAILURE != 0;
+        if !transport_failure && !self.worker.tracks(upstream) {
+            return;
+        }
+        let status = if transport_failure {
+            None
+        } else {
+            stream.response_code().and_then(|c| u16::try_from(c).ok())
+        };
+        if let Some(observation) = passive::final_attempt(status, flags) {
+            self.worker.observe(upstream, observation);
+        }
+    }
+}
+
+impl<H: Host> Drop for RequestFlow<H> {
+    fn drop(&mut self) {
+        self.worker
+            .give_back_buffer(std::mem::take(&mut self.candidates));
+    }
+}
