@@ -44,11 +44,11 @@ impl Policy {
     }
 }
 
+/// Which DynamoDB requests are routed by their partition key (`none`, `rmw`, `any_write`).
+pub use alternator_routing::dynamodb::AffinityMode;
 /// What happens when no node of the configured scope is usable (`fallback`: widen rack →
 /// datacenter → cluster; `strict`: never leave the scope, answer 503).
 pub use alternator_routing::scope::ScopeMode;
-/// Which DynamoDB requests are routed by their partition key (`none`, `rmw`, `any_write`).
-pub use alternator_routing::dynamodb::AffinityMode;
 use alternator_routing::scope::{Scope, ScopePolicy};
 
 #[derive(Debug, Deserialize)]

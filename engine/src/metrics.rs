@@ -29,11 +29,7 @@ pub struct Family {
     pub labels: &'static [&'static str],
 }
 
-const fn family(
-    name: &'static str,
-    kind: MetricKind,
-    labels: &'static [&'static str],
-) -> Family {
+const fn family(name: &'static str, kind: MetricKind, labels: &'static [&'static str]) -> Family {
     Family { name, kind, labels }
 }
 
@@ -64,8 +60,7 @@ pub const KEY_NAMES_LEARNED: Family = family(
     MetricKind::Counter,
     &[],
 );
-pub const SNAPSHOT_VERSION: Family =
-    family("alternator_snapshot_version", MetricKind::Gauge, &[]);
+pub const SNAPSHOT_VERSION: Family = family("alternator_snapshot_version", MetricKind::Gauge, &[]);
 pub const SNAPSHOT_AGE: Family = family("alternator_snapshot_age_seconds", MetricKind::Gauge, &[]);
 pub const SNAPSHOT_NODES: Family = family("alternator_snapshot_nodes", MetricKind::Gauge, &[]);
 
@@ -137,10 +132,18 @@ pub enum Metric {
 /// The one table of fixed series: each one's family and label values (in the family's
 /// label order). A series' position here is its counter slot.
 pub const SERIES: [(Metric, Family, &[&str]); 22] = [
-    (Metric::Routed(RoutedBy::RoundRobin), ROUTED, &["round_robin"]),
+    (
+        Metric::Routed(RoutedBy::RoundRobin),
+        ROUTED,
+        &["round_robin"],
+    ),
     (Metric::Routed(RoutedBy::Random), ROUTED, &["random"]),
     (Metric::Routed(RoutedBy::Affinity), ROUTED, &["affinity"]),
-    (Metric::Routed(RoutedBy::NoSnapshot), ROUTED, &["no_snapshot"]),
+    (
+        Metric::Routed(RoutedBy::NoSnapshot),
+        ROUTED,
+        &["no_snapshot"],
+    ),
     (Metric::AffinityApplied, AFFINITY, &["applied", "hash_key"]),
     (
         Metric::AffinityMissed(AffinityMiss::UnknownTable),
@@ -168,14 +171,26 @@ pub const SERIES: [(Metric, Family, &[&str]); 22] = [
         &["fallback", "body_too_large"],
     ),
     (Metric::NoRoute, NO_ROUTE, &[]),
-    (Metric::AgentPoll(PollOutcome::Updated), AGENT_POLLS, &["updated"]),
+    (
+        Metric::AgentPoll(PollOutcome::Updated),
+        AGENT_POLLS,
+        &["updated"],
+    ),
     (
         Metric::AgentPoll(PollOutcome::NotModified),
         AGENT_POLLS,
         &["not_modified"],
     ),
-    (Metric::AgentPoll(PollOutcome::Failed), AGENT_POLLS, &["failed"]),
-    (Metric::AgentPoll(PollOutcome::Invalid), AGENT_POLLS, &["invalid"]),
+    (
+        Metric::AgentPoll(PollOutcome::Failed),
+        AGENT_POLLS,
+        &["failed"],
+    ),
+    (
+        Metric::AgentPoll(PollOutcome::Invalid),
+        AGENT_POLLS,
+        &["invalid"],
+    ),
     (
         Metric::NodeHealthChanged(HealthState::Down),
         NODE_HEALTH_CHANGES,

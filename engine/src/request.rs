@@ -103,7 +103,10 @@ impl<H: Host> RequestFlow<H> {
             self.phase = Phase::Done;
             stream.send_local_reply(
                 413,
-                &[JSON_CONTENT_TYPE, ("x-amzn-errortype", "ValidationException")],
+                &[
+                    JSON_CONTENT_TYPE,
+                    ("x-amzn-errortype", "ValidationException"),
+                ],
                 TOO_LARGE_BODY,
             );
             return Action::Pause;
@@ -183,10 +186,9 @@ impl<H: Host> RequestFlow<H> {
             Decision::Routed(policy) => {
                 self.first_choice = view.first_choice();
                 metrics.count(Metric::Routed(policy));
-                if !stream.set_request_header(
-                    &worker.config.routing_header,
-                    self.candidates.as_bytes(),
-                ) {
+                if !stream
+                    .set_request_header(&worker.config.routing_header, self.candidates.as_bytes())
+                {
                     // Envoy's fallback policy still routes the request.
                     self.candidates.clear();
                 }

@@ -91,7 +91,10 @@ pub fn learn_key(host: &impl Host, table: &str, key: &str) -> bool {
         let Ok(bytes) = serde_json::to_vec(&map) else {
             return false;
         };
-        if host.shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0))).is_ok() {
+        if host
+            .shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0)))
+            .is_ok()
+        {
             bump(host, LEARNED_KEYS_VERSION);
             return true;
         }

@@ -189,7 +189,12 @@ impl RoutingView {
     /// Counts a request answered by `upstream` (`ip:port`, as Envoy reports it) against its
     /// node; `first` is the index of the plan's first choice. Returns whether `upstream` is that
     /// first choice (found by index; any other node, a fallback after a retry, by `ip:port`).
-    pub fn served<H: Host>(&self, worker: &Worker<H>, upstream: &str, first: Option<usize>) -> bool {
+    pub fn served<H: Host>(
+        &self,
+        worker: &Worker<H>,
+        upstream: &str,
+        first: Option<usize>,
+    ) -> bool {
         let first = first.filter(|&i| self.table.override_host(i) == Some(upstream));
         let Some(index) = first else {
             worker.metrics.served(upstream, false);

@@ -29,15 +29,6 @@ impl KeyType {
             KeyType::B => 0x03,
         }
     }
-
-    /// The DynamoDB type descriptor (`"S"`, `"N"`, `"B"`).
-    pub const fn descriptor(self) -> &'static str {
-        match self {
-            KeyType::S => "S",
-            KeyType::N => "N",
-            KeyType::B => "B",
-        }
-    }
 }
 
 const C1: u64 = 0x87c3_7b91_1142_53d5;

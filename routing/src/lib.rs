@@ -59,7 +59,6 @@ pub mod passive;
 pub mod plan;
 pub mod scope;
 pub mod snapshot;
-mod swar;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
