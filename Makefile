@@ -2,7 +2,7 @@
 #
 #   make test    everything CI runs: formatting, lints (host + wasm32), dependency policy,
 #                unit/property/vector tests, then real-Envoy end-to-end tests.
-#   make lint    formatting and clippy only
+#   make lint    formatting and lints only: rustfmt, clippy, and ruff for the Python code
 #   make wasm    build the proxy-wasm filter
 #   make demo    (see README)
 #
@@ -22,17 +22,19 @@ WASM_PROFILE := wasm-release
 WASM_OUT     := target/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
 NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent
 
-.PHONY: test lint fmt-check clippy deny unit wasm native venv npm toolchain e2e validate-envoy \
+.PHONY: test lint fmt-check clippy ruff deny unit wasm native venv npm toolchain e2e validate-envoy \
 	validate-deploy deploy-venv rust-sdk-client bench bench-tools bench-venv fuzz demo clean
 
 toolchain:
 	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
+# The harness package (tests/pyproject.toml) is installed editable: tests, demo, bench and the
+# validators import `harness` from tests/harness as it is, without sys.path edits.
 venv: $(VENV)/.installed
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt tests/pyproject.toml
 	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt -e tests
 	touch $@
 
 npm: tests/js/node_modules/.installed
@@ -45,9 +47,15 @@ fmt-check: toolchain
 
 clippy: toolchain
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p alternator-routing -p alternator-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p alternator-routing -p alternator-engine -p alternator-filter --target $(WASM_TARGET) -- -D warnings
 
-lint: fmt-check clippy
+# The Python code of the harness, demo, bench, compose workload and validators (ruff.toml).
+PY_DIRS := tests demo bench deploy scripts
+ruff: venv
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
+
+lint: fmt-check clippy ruff
 
 deny: toolchain
 	@scripts/cargo-deny.sh
@@ -76,9 +84,9 @@ validate-envoy: venv wasm
 # their own venv: some ship pytest plugins that must not load into the test run.
 DEPLOY_VENV := .venv-deploy
 deploy-venv: $(DEPLOY_VENV)/.installed
-$(DEPLOY_VENV)/.installed: deploy/requirements.txt
+$(DEPLOY_VENV)/.installed: deploy/requirements.txt tests/pyproject.toml
 	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt -e tests
 	touch $@
 
 validate-deploy: venv deploy-venv wasm native

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Application-level workload for `make bench`: one fixed batch of DynamoDB requests from N threads.
 
-Shaped like the demo's workload (deploy/workload.py): a quarter of the requests write items,
+Shaped like the demo's workload (harness/workload.py): a quarter of the requests write items,
 the rest read them at random, a tenth of the reads being conditional UpdateItems. Unlike the
 demo it sends a fixed number of requests and prints one `BENCH-JSON {...}` line
 (requests, seconds, rps, p50/p99 in ms, errors) for bench/run.py.
@@ -12,6 +12,7 @@ Two clients, the same workload:
                                        ScyllaDB's `alternator-client` (PyPI), balancing itself
 Both sign requests (SigV4) with the same static dummy credentials.
 """
+
 import argparse
 import json
 import os
@@ -24,15 +25,25 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from harness.latency import percentile
+
 ACCESS_KEY, SECRET_KEY = "bench", "bench-secret"
 
 
 def boto3_client(endpoint: str, threads: int):
     return boto3.client(
-        "dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-        config=BotoConfig(retries={"mode": "standard", "max_attempts": 3},
-                          connect_timeout=2, read_timeout=10, max_pool_connections=threads))
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=BotoConfig(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=2,
+            read_timeout=10,
+            max_pool_connections=threads,
+        ),
+    )
 
 
 def alternator_client(seeds, port: int, datacenter: str | None, threads: int):
@@ -41,14 +52,7 @@ def alternator_client(seeds, port: int, datacenter: str | None, threads: int):
     kwargs = {"seed_hosts": seeds, "port": port, "max_pool_connections": threads}
     if datacenter:
         kwargs["routing_scope"] = DatacenterScope(datacenter)
-    return AlternatorClient(Config(**kwargs), auth=Auth(access_key_id=ACCESS_KEY,
-                                                        secret_access_key=SECRET_KEY))
-
-
-def percentile(values, fraction):
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+    return AlternatorClient(Config(**kwargs), auth=Auth(access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY))
 
 
 def workload(dynamodb, table: str, requests: int, threads: int) -> dict:
@@ -74,18 +78,26 @@ def workload(dynamodb, table: str, requests: int, threads: int) -> dict:
                 errors[name] = errors.get(name, 0) + 1
 
     def put(i):
-        timed(lambda: dynamodb.put_item(TableName=table, Item={
-            "pk": {"S": f"{prefix}{i:06d}"}, "payload": {"S": f"value {i}"}, "n": {"N": str(i)}}))
+        timed(
+            lambda: dynamodb.put_item(
+                TableName=table,
+                Item={"pk": {"S": f"{prefix}{i:06d}"}, "payload": {"S": f"value {i}"}, "n": {"N": str(i)}},
+            )
+        )
 
     def read(i):
         rng = random.Random(i)
         key = {"pk": {"S": f"{prefix}{rng.randrange(writes):06d}"}}
         if rng.random() < 0.1:
-            timed(lambda: dynamodb.update_item(
-                TableName=table, Key=key,
-                UpdateExpression="SET visits = if_not_exists(visits, :zero) + :one",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}}))
+            timed(
+                lambda: dynamodb.update_item(
+                    TableName=table,
+                    Key=key,
+                    UpdateExpression="SET visits = if_not_exists(visits, :zero) + :one",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}},
+                )
+            )
         else:
             timed(lambda: dynamodb.get_item(TableName=table, Key=key))
 
@@ -98,9 +110,15 @@ def workload(dynamodb, table: str, requests: int, threads: int) -> dict:
         seconds = time.perf_counter() - started
     latencies.sort()
     done = len(latencies) + sum(errors.values())
-    return {"requests": done, "seconds": seconds, "rps": done / seconds,
-            "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
-            "errors": sum(errors.values()), "error_kinds": errors}
+    return {
+        "requests": done,
+        "seconds": seconds,
+        "rps": done / seconds,
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+    }
 
 
 def main():
@@ -114,12 +132,12 @@ def main():
     p.add_argument("--datacenter")
     args = p.parse_args()
     if args.endpoint:
-        result = workload(boto3_client(args.endpoint, args.threads), args.table, args.requests,
-                          args.threads)
+        result = workload(boto3_client(args.endpoint, args.threads), args.table, args.requests, args.threads)
         result["client"] = "boto3"
     elif args.alternator_seeds and args.alternator_port:
-        with alternator_client(args.alternator_seeds.split(","), args.alternator_port,
-                               args.datacenter, args.threads) as dynamodb:
+        with alternator_client(
+            args.alternator_seeds.split(","), args.alternator_port, args.datacenter, args.threads
+        ) as dynamodb:
             result = workload(dynamodb, args.table, args.requests, args.threads)
         result["client"] = "alternator-client"
     else:

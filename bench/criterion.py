@@ -4,6 +4,7 @@ Criterion writes `<target>/criterion/<group>/<bench>/new/estimates.json` (nanose
 iteration) and `benchmark.json` (the full id); reading those is steadier than parsing its
 terminal output.
 """
+
 import json
 import os
 import subprocess
@@ -54,8 +55,10 @@ def read(since: float = 0.0) -> list:
             "id": full_id,
             "median_ns": est["median"]["point_estimate"],
             "mean_ns": est["mean"]["point_estimate"],
-            "mean_ci_ns": [est["mean"]["confidence_interval"]["lower_bound"],
-                           est["mean"]["confidence_interval"]["upper_bound"]],
+            "mean_ci_ns": [
+                est["mean"]["confidence_interval"]["lower_bound"],
+                est["mean"]["confidence_interval"]["upper_bound"],
+            ],
         }
         tp = meta.get("throughput")
         if tp:

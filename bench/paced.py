@@ -22,31 +22,35 @@ by chance, as independent clients' requests do.
 Limitations, reported rather than hidden: h2load measures from the moment it writes a request,
 so if a response takes longer than the stream's period the next request waits and that wait is
 not in its duration (coordinated omission); `late_share` is the share of responses that took
-longer than their stream's period, each of which delayed the next request. h2load sends one body per run, so a repetition sends a
-single key (`sdk_requests.body(operation, repetition)`), with the saturated phase's headers and
-body shape.
+longer than their stream's period, each of which delayed the next request. h2load sends one
+body per run, so a repetition sends a single key (`sdk_requests.body(operation, repetition)`),
+with the saturated phase's headers and body shape.
 """
-import math
+
 import pathlib
 import re
 import subprocess
 
 import sdk_requests
+from harness.latency import percentile
 
-TOTALS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                    r"(\d+) failed, (\d+) errored, (\d+) timeout")
-
-
-def percentile(sorted_values: list, q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return float(sorted_values[rank - 1])
+TOTALS = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+    r"(\d+) failed, (\d+) errored, (\d+) timeout"
+)
 
 
-def run(url: str, operation: str, repetition: int, workdir: pathlib.Path, rate: float,
-        seconds: float, warmup: float, connections: int, put_bytes: int) -> dict:
+def run(
+    url: str,
+    operation: str,
+    repetition: int,
+    workdir: pathlib.Path,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    connections: int,
+    put_bytes: int,
+) -> dict:
     """One paced run at `rate` requests/s in total; latencies in µs from h2load's request logs."""
     workdir.mkdir(parents=True, exist_ok=True)
     body_path = workdir / f"{operation}-{repetition}.json"
@@ -59,11 +63,27 @@ def run(url: str, operation: str, repetition: int, workdir: pathlib.Path, rate: 
     for i in range(connections):
         log_path = workdir / f"h2load-{i}.log"
         log_path.unlink(missing_ok=True)  # h2load appends
-        cmd = ["h2load", "--h1", "-t", "1", "-c", "1", "--rps", f"{per_stream:g}",
-               "-D", f"{round(seconds * 1000)}ms", "--warm-up-time", f"{round(warmup * 1000)}ms",
-               "-d", str(body_path), "--log-file", str(log_path), *header_args, url + "/"]
-        processes.append((log_path, subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.STDOUT, text=True)))
+        cmd = [
+            "h2load",
+            "--h1",
+            "-t",
+            "1",
+            "-c",
+            "1",
+            "--rps",
+            f"{per_stream:g}",
+            "-D",
+            f"{round(seconds * 1000)}ms",
+            "--warm-up-time",
+            f"{round(warmup * 1000)}ms",
+            "-d",
+            str(body_path),
+            "--log-file",
+            str(log_path),
+            *header_args,
+            url + "/",
+        ]
+        processes.append((log_path, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     durations, non_2xx, failed = [], 0, 0
     for log_path, proc in processes:
         output, _ = proc.communicate(timeout=seconds + warmup + 60)
@@ -80,10 +100,15 @@ def run(url: str, operation: str, repetition: int, workdir: pathlib.Path, rate: 
                 non_2xx += 1
     durations.sort()
     return {
-        "offered_rps": rate, "connections": connections, "duration_s": seconds,
-        "requests": len(durations), "rps": len(durations) / seconds,
-        "p50_us": percentile(durations, 50), "p90_us": percentile(durations, 90),
-        "p99_us": percentile(durations, 99), "p999_us": percentile(durations, 99.9),
+        "offered_rps": rate,
+        "connections": connections,
+        "duration_s": seconds,
+        "requests": len(durations),
+        "rps": len(durations) / seconds,
+        "p50_us": percentile(durations, 0.50),
+        "p90_us": percentile(durations, 0.90),
+        "p99_us": percentile(durations, 0.99),
+        "p999_us": percentile(durations, 0.999),
         "max_us": float(durations[-1]) if durations else float("nan"),
         "mean_us": sum(durations) / len(durations) if durations else float("nan"),
         "late_share": (sum(d > 1e6 / per_stream for d in durations) / len(durations)) if durations else 0.0,

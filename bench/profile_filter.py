@@ -22,269 +22,104 @@ which this profile does not drive: per request that is a few host calls per tick
 every request of the tick. Run: `.venv/bin/python bench/profile_filter.py [--requests N]`;
 `bench/run.py` includes the result in `target/bench/report.json` under "profile".
 """
+
 import argparse
 import collections
 import json
 import pathlib
 import struct
-import sys
-import time
 
-import wasmtime
-
-BENCH = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-
-from harness.envoy import wasm_path  # noqa: E402
-
-OK, NOT_FOUND, CAS_MISMATCH, UNIMPLEMENTED = 0, 1, 8, 12
-REQUEST_HEADERS, RESPONSE_HEADERS = 0, 2
-REQUEST_BODY, RESPONSE_BODY, VM_CONFIGURATION, PLUGIN_CONFIGURATION = 0, 1, 6, 7
-ROOT_ID = 1
-
-# The filter's shared-data keys (filter/src/shared.rs).
-SNAPSHOT_KEY = "alternator-mesh.snapshot"
-SNAPSHOT_VERSION_KEY = "alternator-mesh.snapshot-version"
+from harness.envoy import wasm_path
+from harness.proxy_wasm import REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS, ROOT_ID, ProxyWasmHost
 
 
 def snapshot(nodes: int, port: int = 8000) -> bytes:
-    return json.dumps({
-        "format": 1, "version": 7, "generated_at_ms": 1763735000000, "scheme": "http", "port": port,
-        "nodes": sorted(({"address": f"127.0.1.{i + 1}", "datacenter": "dc1" if i < 3 else "dc2",
-                          "rack": f"rack{i % 3 + 1}", "health": "active"} for i in range(nodes)),
-                        key=lambda n: n["address"] + ":" + str(port)),
-    }).encode()
+    return json.dumps(
+        {
+            "format": 1,
+            "version": 7,
+            "generated_at_ms": 1763735000000,
+            "scheme": "http",
+            "port": port,
+            "nodes": sorted(
+                (
+                    {
+                        "address": f"127.0.1.{i + 1}",
+                        "datacenter": "dc1" if i < 3 else "dc2",
+                        "rack": f"rack{i % 3 + 1}",
+                        "health": "active",
+                    }
+                    for i in range(nodes)
+                ),
+                key=lambda n: n["address"] + ":" + str(port),
+            ),
+        }
+    ).encode()
 
 
 def request_headers(operation: str, body_len: int):
     return [
-        (":authority", "127.0.0.1:10000"), (":path", "/"), (":method", "POST"), (":scheme", "http"),
+        (":authority", "127.0.0.1:10000"),
+        (":path", "/"),
+        (":method", "POST"),
+        (":scheme", "http"),
         ("content-type", "application/x-amz-json-1.0"),
         ("x-amz-target", f"DynamoDB_20120810.{operation}"),
         ("user-agent", "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1 lang/python#3.11.7"),
         ("x-amz-date", "20261121T150000Z"),
-        ("authorization", "AWS4-HMAC-SHA256 Credential=bench/20261121/us-east-1/dynamodb/aws4_request, "
-                          "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "5d" * 32),
+        (
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=bench/20261121/us-east-1/dynamodb/aws4_request, "
+            "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "5d" * 32,
+        ),
         ("content-length", str(body_len)),
-        ("x-forwarded-proto", "http"), ("x-request-id", "0b7c5a0e-5b7e-4a59-9d0a-8a4f2f0c1d2e"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "0b7c5a0e-5b7e-4a59-9d0a-8a4f2f0c1d2e"),
     ]
 
 
 def get_item_body(i: int) -> bytes:
-    return json.dumps({"TableName": "bench", "Key": {"pk": {"S": f"user-{i % 64:06d}"}},
-                       "ConsistentRead": False, "ReturnConsumedCapacity": "NONE"},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "TableName": "bench",
+            "Key": {"pk": {"S": f"user-{i % 64:06d}"}},
+            "ConsistentRead": False,
+            "ReturnConsumedCapacity": "NONE",
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def put_item_body(i: int, size: int = 1024) -> bytes:
-    head = ('{"TableName":"bench","Item":{"pk":{"S":"user-%06d"},"visits":{"N":"%d"},'
-            '"active":{"BOOL":true},"payload":{"S":"' % (i % 64, i))
+    head = (
+        '{"TableName":"bench","Item":{"pk":{"S":"user-%06d"},"visits":{"N":"%d"},'
+        '"active":{"BOOL":true},"payload":{"S":"' % (i % 64, i)
+    )
     tail = '"}},"ReturnValues":"NONE"}'
     return (head + chr(97 + i % 26) * max(0, size - len(head) - len(tail)) + tail).encode()
 
 
-class Host:
-    """Just enough of Envoy's side of proxy-wasm for the filter's per-request path."""
+class Host(ProxyWasmHost):
+    """The shared proxy-wasm host (`harness.proxy_wasm`) with fuel on, and Envoy's callbacks of
+    one request timed callback by callback."""
 
     def __init__(self, wasm: pathlib.Path, plugin_config: dict):
-        config = wasmtime.Config()
-        config.consume_fuel = True
-        self.engine = wasmtime.Engine(config)
-        self.store = wasmtime.Store(self.engine)
-        self.store.set_wasi(wasmtime.WasiConfig())
-        self.store.set_fuel(10**15)
-        module = wasmtime.Module.from_file(self.engine, str(wasm))
-        linker = wasmtime.Linker(self.engine)
-        linker.define_wasi()
-        self.calls = collections.Counter()
-        self.copied_in = 0
-        self.allocations = 0
-        self.shared = {}  # key -> (value, cas)
-        self.metrics = {}
-        self.plugin_config = json.dumps(plugin_config).encode()
-        self.maps = {REQUEST_HEADERS: [], RESPONSE_HEADERS: []}
-        self.buffers = {}
-        self.properties = {}
-        self.local_reply = None
-        self.logs = []
-        self.trace = None
-        for imp in module.imports:
-            if imp.module != "env":
-                continue
-            impl = getattr(self, "h_" + imp.name, None)
-            linker.define_func("env", imp.name, imp.type, self._wrap(imp.name, impl, imp.type),
-                               access_caller=True)
-        self.instance = linker.instantiate(self.store, module)
-        ex = self.instance.exports(self.store)
-        self.memory = ex["memory"]
-        self.fn = {name: ex[name] for name in (
-            "_initialize", "proxy_on_memory_allocate", "proxy_on_context_create", "proxy_on_vm_start",
-            "proxy_on_configure", "proxy_on_request_headers", "proxy_on_request_body",
-            "proxy_on_response_headers", "proxy_on_response_body", "proxy_on_log", "proxy_on_done",
-            "proxy_on_delete")}
-
-    def _wrap(self, name, impl, ty):
-        results = len(ty.results)
-
-        def call(caller, *args):
-            self.calls[name] += 1
-            if self.trace is not None:
-                self.trace.append((name, self.fuel()))
-            if impl is None:
-                return UNIMPLEMENTED if results else None
-            return impl(caller, *args)
-
-        return call
-
-    # --- guest memory ---
-
-    def read(self, caller, ptr, size) -> bytes:
-        return bytes(self.memory.read(caller, ptr, ptr + size))
-
-    def give(self, caller, data: bytes, ret_ptr_ptr, ret_size_ptr):
-        """Copy `data` into a guest allocation, as Envoy does for every value it returns."""
-        self.allocations += 1
-        self.copied_in += len(data)
-        ptr = self.fn["proxy_on_memory_allocate"](caller, len(data)) if data else 0
-        if data:
-            self.memory.write(caller, data, ptr)
-        self.memory.write(caller, struct.pack("<I", ptr), ret_ptr_ptr)
-        self.memory.write(caller, struct.pack("<I", len(data)), ret_size_ptr)
-
-    # --- host functions (proxy-wasm ABI 0.2.1) ---
-
-    def h_proxy_log(self, caller, level, ptr, size):
-        self.logs.append(self.read(caller, ptr, size).decode(errors="replace"))
-        del self.logs[:-20]
-        return OK
-
-    def h_proxy_get_log_level(self, caller, ret):
-        self.memory.write(caller, struct.pack("<I", 2), ret)  # info
-        return OK
-
-    def h_proxy_get_current_time_nanoseconds(self, caller, ret):
-        self.memory.write(caller, struct.pack("<Q", time.time_ns()), ret)
-        return OK
-
-    def h_proxy_set_tick_period_milliseconds(self, caller, period):
-        return OK
-
-    def h_proxy_set_effective_context(self, caller, ctx):
-        return OK
-
-    def h_proxy_done(self, caller):
-        return OK
-
-    def h_proxy_get_buffer_bytes(self, caller, kind, start, max_size, ret_ptr, ret_size):
-        if kind == PLUGIN_CONFIGURATION:
-            data = self.plugin_config
-        elif kind == VM_CONFIGURATION:
-            data = b""
-        elif kind in self.buffers:
-            data = self.buffers[kind]
-        else:
-            return NOT_FOUND
-        start, max_size = start & 0xFFFFFFFF, max_size & 0xFFFFFFFF  # u32 in the ABI
-        self.give(caller, data[start:start + max_size], ret_ptr, ret_size)
-        return OK
-
-    def h_proxy_get_header_map_value(self, caller, kind, kptr, ksize, ret_ptr, ret_size):
-        key = self.read(caller, kptr, ksize).decode().lower()
-        for k, v in self.maps.get(kind, []):
-            if k == key:
-                self.give(caller, v.encode(), ret_ptr, ret_size)
-                return OK
-        return NOT_FOUND
-
-    def h_proxy_get_header_map_pairs(self, caller, kind, ret_ptr, ret_size):
-        pairs = [(k.encode(), v.encode()) for k, v in self.maps.get(kind, [])]
-        data = struct.pack("<I", len(pairs))
-        data += b"".join(struct.pack("<II", len(k), len(v)) for k, v in pairs)
-        data += b"".join(k + b"\0" + v + b"\0" for k, v in pairs)
-        self.give(caller, data, ret_ptr, ret_size)
-        return OK
-
-    def h_proxy_replace_header_map_value(self, caller, kind, kptr, ksize, vptr, vsize):
-        key = self.read(caller, kptr, ksize).decode().lower()
-        value = self.read(caller, vptr, vsize).decode()
-        m = [(k, v) for k, v in self.maps.setdefault(kind, []) if k != key]
-        m.append((key, value))
-        self.maps[kind] = m
-        return OK
-
-    h_proxy_add_header_map_value = h_proxy_replace_header_map_value
-
-    def h_proxy_remove_header_map_value(self, caller, kind, kptr, ksize):
-        key = self.read(caller, kptr, ksize).decode().lower()
-        self.maps[kind] = [(k, v) for k, v in self.maps.get(kind, []) if k != key]
-        return OK
-
-    def h_proxy_get_shared_data(self, caller, kptr, ksize, ret_ptr, ret_size, ret_cas):
-        key = self.read(caller, kptr, ksize).decode()
-        if key not in self.shared:
-            return NOT_FOUND
-        value, cas = self.shared[key]
-        self.give(caller, value, ret_ptr, ret_size)
-        self.memory.write(caller, struct.pack("<I", cas), ret_cas)
-        return OK
-
-    def h_proxy_set_shared_data(self, caller, kptr, ksize, vptr, vsize, cas):
-        key = self.read(caller, kptr, ksize).decode()
-        current = self.shared.get(key, (None, 0))[1]
-        if cas and cas != current:
-            return CAS_MISMATCH
-        self.shared[key] = (self.read(caller, vptr, vsize), current + 1)
-        return OK
-
-    def h_proxy_get_property(self, caller, pptr, psize, ret_ptr, ret_size):
-        path = tuple(p.decode() for p in self.read(caller, pptr, psize).split(b"\0") if p)
-        if path not in self.properties:
-            return NOT_FOUND
-        self.give(caller, self.properties[path], ret_ptr, ret_size)
-        return OK
-
-    def h_proxy_define_metric(self, caller, kind, nptr, nsize, ret):
-        name = self.read(caller, nptr, nsize).decode()
-        mid = self.metrics.setdefault(name, len(self.metrics) + 1)
-        self.memory.write(caller, struct.pack("<I", mid), ret)
-        return OK
-
-    def h_proxy_increment_metric(self, caller, mid, offset):
-        return OK
-
-    def h_proxy_record_metric(self, caller, mid, value):
-        return OK
-
-    def h_proxy_send_local_response(self, caller, status, *rest):
-        self.local_reply = status
-        return OK
-
-    def h_proxy_http_call(self, caller, *args):
-        self.memory.write(caller, struct.pack("<I", 1), args[-1])
-        return OK
-
-    # --- driving the filter ---
-
-    def fuel(self) -> int:
-        return self.store.get_fuel()
+        super().__init__(wasm, plugin_config, fuel=True)
 
     def start(self):
-        self.fn["_initialize"](self.store)
-        self.fn["proxy_on_context_create"](self.store, ROOT_ID, 0)
-        self.fn["proxy_on_vm_start"](self.store, ROOT_ID, 0)
-        if not self.fn["proxy_on_configure"](self.store, ROOT_ID, len(self.plugin_config)):
+        if not super().start():
             raise SystemExit(f"the filter refused its plugin configuration: {self.logs[-3:]}")
-
-    def store_snapshot(self, document: bytes, version: int):
-        self.shared[SNAPSHOT_KEY] = (document, version)
-        self.shared[SNAPSHOT_VERSION_KEY] = (f"{version}@1763735000000".encode(), version)
 
     def request(self, ctx: int, operation: str, body: bytes, response: bytes):
         """One request through every callback Envoy makes; returns fuel per callback."""
         self.maps[REQUEST_HEADERS] = request_headers(operation, len(body))
-        self.maps[RESPONSE_HEADERS] = [(":status", "200"), ("content-type", "application/x-amz-json-1.0"),
-                                       ("content-length", str(len(response))), ("x-amz-crc32", "2745614147"),
-                                       ("x-envoy-upstream-service-time", "1")]
+        self.maps[RESPONSE_HEADERS] = [
+            (":status", "200"),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("content-length", str(len(response))),
+            ("x-amz-crc32", "2745614147"),
+            ("x-envoy-upstream-service-time", "1"),
+        ]
         self.buffers = {REQUEST_BODY: body, RESPONSE_BODY: response}
         spent = {}
 
@@ -317,18 +152,26 @@ SCENARIOS = [
     ("round_robin_3_nodes_getitem", {}, 3, "GetItem", get_item_body),
     ("round_robin_100_nodes_getitem", {}, 100, "GetItem", get_item_body),
     ("no_affinity_putitem_1k", {}, 3, "PutItem", put_item_body),
-    ("any_write_putitem_1k", {"affinity": {"mode": "any_write", "tables": {"bench": "pk"}}}, 3,
-     "PutItem", put_item_body),
+    (
+        "any_write_putitem_1k",
+        {"affinity": {"mode": "any_write", "tables": {"bench": "pk"}}},
+        3,
+        "PutItem",
+        put_item_body,
+    ),
 ]
 
 
-def profile(requests: int = 2000, wasm: pathlib.Path | None = None,
-            noop: pathlib.Path | None = None) -> dict:
+def profile(requests: int = 2000, wasm: pathlib.Path | None = None, noop: pathlib.Path | None = None) -> dict:
     """Every scenario on `wasm`; with `noop` (bench/noop-filter), also the SDK's floor."""
     wasm = wasm or wasm_path()
-    out = {"wasm": wasm.name, "wasm_size_bytes": wasm.stat().st_size, "requests": requests,
-           "method": "wasmtime fuel (wasm instructions) and host-call counts per request",
-           "scenarios": {}}
+    out = {
+        "wasm": wasm.name,
+        "wasm_size_bytes": wasm.stat().st_size,
+        "requests": requests,
+        "method": "wasmtime fuel (wasm instructions) and host-call counts per request",
+        "scenarios": {},
+    }
     response = b'{"Item":{"pk":{"S":"user-000001"},"name":{"S":"user 1"},"visits":{"N":"1"}}}'
     scenarios = [(wasm, *scenario) for scenario in SCENARIOS]
     if noop is not None:
@@ -353,7 +196,9 @@ def profile(requests: int = 2000, wasm: pathlib.Path | None = None,
         host.request(99_999, operation, body(5), response)
         trace = segments(host.trace, host.fuel())
         out["scenarios"][name] = {
-            "nodes": nodes, "operation": operation, "body_bytes": len(body(1)),
+            "nodes": nodes,
+            "operation": operation,
+            "body_bytes": len(body(1)),
             "plugin_config": plugin_config,
             "routing_header_example": routed,
             "first_request_instructions": sum(first.values()),
@@ -365,8 +210,8 @@ def profile(requests: int = 2000, wasm: pathlib.Path | None = None,
             # Every callback, host call and host-made allocation is one crossing of the
             # V8/Envoy boundary, each costing about a microsecond of Envoy CPU on the bench
             # machine: the figure that predicts the filter's cost in Envoy best.
-            "boundary_crossings_per_request": (len(totals) * requests + sum(host.calls.values())
-                                               + host.allocations) / requests,
+            "boundary_crossings_per_request": (len(totals) * requests + sum(host.calls.values()) + host.allocations)
+            / requests,
             "bytes_copied_into_guest_per_request": host.copied_in / requests,
             "trace": trace,
         }
@@ -376,20 +221,23 @@ def profile(requests: int = 2000, wasm: pathlib.Path | None = None,
 def segments(trace, end_fuel):
     """[(callback or host call, instructions the guest ran from there to the next event)]."""
     out = []
-    for (name, fuel), nxt in zip(trace, [f for _, f in trace[1:]] + [end_fuel]):
+    for (name, fuel), nxt in zip(trace, [f for _, f in trace[1:]] + [end_fuel], strict=True):
         label = name.removeprefix("proxy_")
         out.append([label if name.startswith("proxy_on_") else "  -> " + label, fuel - nxt])
     return out
 
 
 def format_profile(p: dict) -> str:
-    lines = [f"filter per-request profile ({p['wasm']}, {p['requests']} requests per scenario, wasmtime):",
-             f"  {'scenario':32} {'instr/req':>10} {'host calls':>10} {'copies':>7} {'bytes in':>9} "
-             f"{'crossings':>9}"]
+    lines = [
+        f"filter per-request profile ({p['wasm']}, {p['requests']} requests per scenario, wasmtime):",
+        f"  {'scenario':32} {'instr/req':>10} {'host calls':>10} {'copies':>7} {'bytes in':>9} {'crossings':>9}",
+    ]
     for name, s in p["scenarios"].items():
-        lines.append(f"  {name:32} {s['instructions_per_request']:10.0f} {s['host_calls_per_request']:10.1f} "
-                     f"{s['guest_allocations_by_host_per_request']:7.1f} {s['bytes_copied_into_guest_per_request']:9.0f} "
-                     f"{s.get('boundary_crossings_per_request', 0):9.1f}")
+        lines.append(
+            f"  {name:32} {s['instructions_per_request']:10.0f} {s['host_calls_per_request']:10.1f} "
+            f"{s['guest_allocations_by_host_per_request']:7.1f} {s['bytes_copied_into_guest_per_request']:9.0f} "
+            f"{s.get('boundary_crossings_per_request', 0):9.1f}"
+        )
     return "\n".join(lines)
 
 

@@ -6,13 +6,20 @@ Started by `make demo` (which builds everything first). By default it runs the s
 (alternator-sim, three nodes on two racks), the discovery agent and Envoy with the shipped
 configuration; `--alternator HOSTS` points the agent at a real Alternator cluster instead.
 Everything it starts is stopped again on exit, on an error and on Ctrl-C.
+
+Every process is started through the test harness (`harness.stack.Stack`), so the demo exercises
+exactly what the end-to-end tests exercise; the workload is `harness.workload`, the same one the
+compose deployment runs (deploy/workload.py).
 """
+
 from __future__ import annotations
 
 import argparse
 import collections
 import json
+import math
 import pathlib
+import re
 import shutil
 import signal
 import sys
@@ -20,12 +27,27 @@ import tempfile
 import threading
 import time
 
-import stack as stack_mod
-import workload
+from harness import prometheus, workload
+from harness.agent import Agent
+from harness.envoy import Envoy
+from harness.latency import percentile
+from harness.sim import SimProcess
+from harness.stack import Stack, wait_routing
+from harness.util import eventually
 from view import Terminal, ms, table, thousands
 
 TICK_S = 0.25
 RATE_WINDOW_S = 1.0
+# Three nodes across two racks of one datacenter, on distinct loopback addresses and one shared
+# port, as real Alternator nodes are laid out.
+SIM_NODES = (
+    ("127.0.0.2", "dc1", "rack1"),
+    ("127.0.0.3", "dc1", "rack1"),
+    ("127.0.0.4", "dc1", "rack2"),
+)
+SHAPE = workload.Shape()
+# What `close()` calls each process the demo started.
+PROCESS_LABELS = {SimProcess: "alternator-sim", Agent: "discovery agent", Envoy: "envoy"}
 
 
 class Interrupted(BaseException):
@@ -38,24 +60,37 @@ class Interrupted(BaseException):
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="make demo DEMO_ARGS=...",
-        description="Spread an unmodified boto3 workload over Alternator nodes through Envoy.")
-    p.add_argument("--duration", type=float, default=45.0,
-                   help="seconds of random reads after the writes (default 45, at least 6)")
-    p.add_argument("--affinity", choices=["none", "rmw", "any_write"], default="none",
-                   help="the filter's key-route affinity mode (default none)")
-    p.add_argument("--alternator", metavar="HOST1,HOST2",
-                   help="use this real Alternator cluster (seed hosts) instead of the sim; "
-                        "node stop/start is then skipped")
-    p.add_argument("--alternator-port", type=int, default=8000, metavar="PORT",
-                   help="Alternator port of --alternator (default 8000)")
+        description="Spread an unmodified boto3 workload over Alternator nodes through Envoy.",
+    )
+    p.add_argument(
+        "--duration", type=float, default=45.0, help="seconds of random reads after the writes (default 45, at least 6)"
+    )
+    p.add_argument(
+        "--affinity",
+        choices=["none", "rmw", "any_write"],
+        default="none",
+        help="the filter's key-route affinity mode (default none)",
+    )
+    p.add_argument(
+        "--alternator",
+        metavar="HOST1,HOST2",
+        help="use this real Alternator cluster (seed hosts) instead of the sim; node stop/start is then skipped",
+    )
+    p.add_argument(
+        "--alternator-port",
+        type=int,
+        default=8000,
+        metavar="PORT",
+        help="Alternator port of --alternator (default 8000)",
+    )
     p.add_argument("--no-color", action="store_true", help="no ANSI colours")
     p.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
-    p.add_argument("--keep-logs", action="store_true",
-                   help="keep the process logs of a successful run (always kept on failure)")
+    p.add_argument(
+        "--keep-logs", action="store_true", help="keep the process logs of a successful run (always kept on failure)"
+    )
     args = p.parse_args(argv)
     if args.duration < 6:
-        p.error("--duration must be at least 6 seconds (one third each before, during and "
-                "after the node outage)")
+        p.error("--duration must be at least 6 seconds (one third each before, during and after the node outage)")
     if args.alternator is not None:
         args.alternator = [h.strip() for h in args.alternator.split(",") if h.strip()]
         if not args.alternator:
@@ -71,16 +106,20 @@ class Demo:
         self.term = term
         self.p = term.palette
         self.workdir = workdir
-        self.stack = stack_mod.Stack(workdir, self.term.say)
+        self.stack = Stack(workdir)
+        self.sim: SimProcess | None = None
+        self.agent: Agent | None = None
+        self.envoy: Envoy | None = None
+        self.alternator_port = None
         self.sim_mode = args.alternator is None
         self.stop_workers = threading.Event()
         self.threads: list[threading.Thread] = []
         self.recorder = workload.Recorder()
         self.dynamodb = None
         self.created_table = False
-        self.nodes: dict[str, dict] = {}          # address -> {"dc", "rack", "health"}
-        self.history = collections.deque()        # (monotonic, {address: count})
-        self.marks: dict[str, dict] = {}          # phase boundary -> {address: count}
+        self.nodes: dict[str, dict] = {}  # address -> {"dc", "rack", "health"}
+        self.history = collections.deque()  # (monotonic, {address: count})
+        self.marks: dict[str, dict] = {}  # phase boundary -> {address: count}
         self.victim = None
         self.victim_state = "up"
         self.filter_version = None
@@ -90,34 +129,52 @@ class Demo:
 
     def start(self):
         p = self.p
-        where = ("alternator-sim, a stand-in 3-node cluster on 2 racks" if self.sim_mode
-                 else f"Alternator cluster {','.join(self.args.alternator)}:{self.args.alternator_port}")
+        where = (
+            "alternator-sim, a stand-in 3-node cluster on 2 racks"
+            if self.sim_mode
+            else f"Alternator cluster {','.join(self.args.alternator)}:{self.args.alternator_port}"
+        )
         self.term.say(p.bold("alternator-mesh demo") + f" · backend: {where} · affinity: {self.args.affinity}")
         if self.sim_mode:
-            seeds = self.stack.start_sim()
+            self.sim = self.stack.sim(list(SIM_NODES))
+            self.alternator_port = self.sim.port
+            nodes = ", ".join(f"{n['address']} ({n['datacenter']}/{n['rack']})" for n in self.sim.info["nodes"])
+            self.term.say(f"alternator-sim pid {self.sim.pid}: {nodes}, port {self.sim.port}")
+            seeds = list(self.sim.addresses)
         else:
             seeds = self.args.alternator
-            self.stack.use_cluster(self.args.alternator_port)
-        self.stack.start_agent(seeds)
+            self.alternator_port = self.args.alternator_port
+        # The product's default refresh cadence (1 s while traffic flows); probes of a node that
+        # comes back are retried quickly so its return is visible within a short demo.
+        self.agent = self.stack.agent(
+            seeds=seeds, port=self.alternator_port, active_interval="1s", idle_interval="60s", probe_period="1s"
+        )
+        self.term.say(
+            f"discovery agent pid {self.agent.pid}: {self.agent.url}, "
+            f"{len(self.agent.snapshot()['nodes'])} nodes discovered"
+        )
         if self.sim_mode:
-            self.stack.agent.wait_active([n[0] for n in stack_mod.SIM_NODES], timeout=30)
+            self.agent.wait_active([n[0] for n in SIM_NODES], timeout=30)
         else:
-            self.stack.wait_agent_active(timeout=60)
+            # A real cluster's probes may take a while.
+            eventually(
+                self.agent.active_nodes, timeout=60, message="the agent lists at least one active Alternator node"
+            )
         self.refresh_nodes()
-        plugin = {"fallbacks": 2,
-                  "affinity": {"mode": self.args.affinity,
-                               "tables": {workload.TABLE: workload.HASH_KEY}}}
+        plugin = {"fallbacks": 2, "affinity": {"mode": self.args.affinity, "tables": {SHAPE.table: workload.HASH_KEY}}}
         self.term.say(f"plugin configuration: {json.dumps(plugin, separators=(',', ':'))}")
-        self.stack.start_envoy(plugin)
+        self.envoy = self.stack.envoy(self.agent, plugin, concurrency=2, ready_timeout=60)
+        self.term.say(f"envoy pid {self.envoy.pid}: the shipped envoy.yaml with alternator-filter, 2 worker threads")
         want = len([n for n in self.nodes.values() if n["health"] == "active"])
-        self.stack.wait_routing(want)
-        self.dynamodb = workload.client(self.stack.envoy.url)
-        self.term.say(f"the application's only endpoint: {p.cyan(self.stack.envoy.url)}")
+        wait_routing(self.envoy, want, at_least=True)
+        self.dynamodb = workload.client(self.envoy.url, SHAPE.writers + SHAPE.readers)
+        self.term.say(f"the application's only endpoint: {p.cyan(self.envoy.url)}")
 
     def refresh_nodes(self):
         """Node health from the agent (labels from the sim, else the agent); events on change."""
-        snapshot = self.stack.agent.snapshot()
-        labels = self.stack.sim_labels()
+        snapshot = self.agent.snapshot()
+        # The sim's own labels; a real cluster's come from the agent.
+        labels = {n["address"]: (n["datacenter"], n["rack"]) for n in self.sim.info["nodes"]} if self.sim else {}
         seen = set()
         for n in snapshot["nodes"]:
             address = n["address"]
@@ -140,8 +197,8 @@ class Demo:
     def counts(self) -> dict:
         """Requests each node served so far: the sim's own counters, else the filter's view."""
         if self.sim_mode:
-            return self.stack.sim_counters()
-        return self.stack.envoy_metrics()["per_node"]
+            return self.sim.totals()
+        return self.envoy_metrics()["per_node"]
 
     def sample(self):
         now = time.monotonic()
@@ -155,12 +212,38 @@ class Demo:
             self.refresh_nodes()
         except Exception:  # noqa: BLE001 - a slow agent answer must not stop the demo
             pass
-        version = self.stack.filter_snapshot_version()
+        version = self.filter_snapshot_version()
         if version is not None and version != self.filter_version:
             if self.filter_version is not None:
                 self.term.event("filter: routing on the agent's new node list")
             self.filter_version = version
         return counts
+
+    def filter_snapshot_version(self):
+        """The node snapshot version the filter routes on, or None before the first one."""
+        name = "wasmcustom.alternator_snapshot_version"
+        return int(self.envoy.stats(pattern=f"^{re.escape(name)}$").get(name, 0)) or None
+
+    def envoy_metrics(self) -> dict:
+        """The filter's and Envoy's counters the demo reports, from `/stats/prometheus`."""
+        samples = self.envoy.metrics()
+        per_node, policy = {}, {}
+        for s in samples:
+            if s.name == "alternator_requests_total":
+                address = s.labels.get("node", "").rsplit(":", 1)[0]
+                per_node[address] = per_node.get(address, 0) + int(s.value)
+            elif s.name == "alternator_routed_total":
+                key = s.labels.get("policy", "?")
+                policy[key] = policy.get(key, 0) + int(s.value)
+        stats = self.envoy.stats()
+        return {
+            "per_node": per_node,
+            "policy": policy,
+            "fallback": int(prometheus.total(samples, "alternator_requests_total", choice="fallback")),
+            "envoy_retries": int(stats.get("cluster.alternator.upstream_rq_retry", 0)),
+            "retry_overflow": int(stats.get("cluster.alternator.upstream_rq_retry_overflow", 0)),
+            "downstream_5xx": int(stats.get("http.dynamodb.downstream_rq_5xx", 0)),
+        }
 
     def rates(self) -> dict:
         if len(self.history) < 2:
@@ -180,12 +263,13 @@ class Demo:
         rate_sum = sum(rates.values()) or 1.0
         width = self.term.bar_width()
         latest = self.history[-1][1] if self.history else {}
-        port = self.stack.alternator_port
+        port = self.alternator_port
         clock = f"{elapsed:5.1f} s / {total:.0f} s" if total else f"{elapsed:5.1f} s"
         lines = [p.bold(self.phase_label) + p.dim(f"  {clock}"), ""]
         share_label = "share of the last second" if width >= 24 else "share"
-        lines.append(p.dim(f"  {'node':<21} {'rack':<10} {'health':<11} "
-                           f"{share_label:<{width}} {'req/s':>7} {'total':>8}"))
+        lines.append(
+            p.dim(f"  {'node':<21} {'rack':<10} {'health':<11} {share_label:<{width}} {'req/s':>7} {'total':>8}")
+        )
         plain = []
         for address in sorted(self.nodes):
             n = self.nodes[address]
@@ -194,17 +278,21 @@ class Demo:
             if address == self.victim and self.victim_state == "stopped":
                 health = "STOPPED"
             paint = p.green if health == "active" else (p.yellow if health == "quarantined" else p.red)
-            lines.append(f"  {address + ':' + str(port):<21} {n['dc'] + '/' + n['rack']:<10} "
-                         f"{paint(f'{health:<11}')} {self.term.bar(share, width, paint)} "
-                         f"{rates.get(address, 0.0):7.0f} {thousands(latest.get(address, 0)):>8}")
+            lines.append(
+                f"  {address + ':' + str(port):<21} {n['dc'] + '/' + n['rack']:<10} "
+                f"{paint(f'{health:<11}')} {self.term.bar(share, width, paint)} "
+                f"{rates.get(address, 0.0):7.0f} {thousands(latest.get(address, 0)):>8}"
+            )
             plain.append(f"{address} {rates.get(address, 0.0):.0f}/s")
         recent = sorted(self.recorder.take_recent())
         errors = self.recorder.error_count()
         err = p.green("0 errors") if errors == 0 else p.red(f"{errors} errors")
         lines.append("")
-        lines.append(f"  application: {thousands(self.recorder.ok)} ok · {err} · "
-                     f"SDK retries {self.recorder.sdk_retries} · "
-                     f"p50 {ms(workload.percentile(recent, 0.50))} · p99 {ms(workload.percentile(recent, 0.99))}")
+        lines.append(
+            f"  application: {thousands(self.recorder.ok)} ok · {err} · "
+            f"SDK retries {self.recorder.sdk_retries} · "
+            f"p50 {ms(percentile(recent, 0.50))} · p99 {ms(percentile(recent, 0.99))}"
+        )
         summary = f"{self.phase_label}: " + " | ".join(plain) + f" | errors {errors}"
         self.term.frame(lines, summary if len(self.history) >= 2 else None)
 
@@ -225,30 +313,34 @@ class Demo:
 
     def run_workload(self):
         self.recorder.phase = "setup"
-        self.created_table = workload.create_table(self.dynamodb)
-        self.term.event(f"table {workload.TABLE} " + ("created" if self.created_table else "already exists"))
+        self.created_table = workload.create_table(self.dynamodb, SHAPE.table)
+        self.term.event(f"table {SHAPE.table} " + ("created" if self.created_table else "already exists"))
 
         self.recorder.phase = "writes"
-        self.phase_label = f"writing {workload.ITEMS:,} items from {workload.WRITERS} threads"
+        self.phase_label = f"writing {SHAPE.items:,} items from {SHAPE.writers} threads"
         self.mark("writes")
-        writer = threading.Thread(target=workload.write_items, name="writers", daemon=True,
-                                  args=(self.dynamodb, self.recorder, self.stop_workers))
+        writer = threading.Thread(
+            target=workload.write_items,
+            name="writers",
+            daemon=True,
+            args=(self.dynamodb, SHAPE, self.recorder, self.stop_workers),
+        )
         self.threads.append(writer)
         started = time.monotonic()
         writer.start()
         self.tick_until(lambda _: not writer.is_alive(), started, 0)
-        self.term.event(f"{workload.ITEMS:,} PutItems done in {time.monotonic() - started:.1f} s")
+        self.term.event(f"{SHAPE.items:,} PutItems done in {time.monotonic() - started:.1f} s")
 
         duration = self.args.duration
         self.recorder.phase = "before"
-        self.phase_label = f"reading random items from {workload.READERS} threads"
+        self.phase_label = f"reading random items from {SHAPE.readers} threads"
         self.mark("reads")
         self.history.clear()
         schedule = []
         if self.sim_mode:
-            self.victim = stack_mod.SIM_NODES[-1][0]
+            self.victim = SIM_NODES[-1][0]
             schedule = [(duration / 3, self.stop_victim), (2 * duration / 3, self.start_victim)]
-        self.threads += workload.start_readers(self.dynamodb, self.recorder, self.stop_workers)
+        self.threads += workload.start_readers(self.dynamodb, SHAPE, self.recorder, self.stop_workers)
         self.tick_until(lambda t: t >= duration, time.monotonic(), duration, schedule)
         self.stop_workers.set()
         for t in self.threads:
@@ -260,18 +352,17 @@ class Demo:
 
     def stop_victim(self):
         self.recorder.phase = "outage"
-        self.stack.sim_action(self.victim, "stop")
+        self.sim.stop_node(self.victim)
         # Marked once the sim has closed the node's port and connections: from here on it
         # cannot count a single request, so its "while down" column is exactly zero.
         self.mark("stop")
         self.victim_state = "stopped"
-        self.term.event(self.p.red(f"stopped node {self.victim}") +
-                        " (port closed, open connections reset)")
+        self.term.event(self.p.red(f"stopped node {self.victim}") + " (port closed, open connections reset)")
 
     def start_victim(self):
         self.mark("restart")
         self.recorder.phase = "after"
-        self.stack.sim_action(self.victim, "start")
+        self.sim.start_node(self.victim)
         self.victim_state = "up"
         self.term.event(self.p.green(f"started node {self.victim} again"))
 
@@ -281,7 +372,7 @@ class Demo:
         p = self.p
         m = self.marks
         end = m.get("end", {})
-        port = self.stack.alternator_port
+        port = self.alternator_port
 
         def delta(a, b, address):
             return m.get(b, {}).get(address, 0) - m.get(a, {}).get(address, 0)
@@ -297,8 +388,13 @@ class Demo:
             writes = delta("writes", "reads", address)
             parts = [delta(a, b, address) for a, b in periods]
             total = delta("reads", "end", address)
-            per_node[address] = {"datacenter": n["dc"], "rack": n["rack"], "writes": writes,
-                                 "periods": parts, "reads": total}
+            per_node[address] = {
+                "datacenter": n["dc"],
+                "rack": n["rack"],
+                "writes": writes,
+                "periods": parts,
+                "reads": total,
+            }
             row = [f"{address}:{port}", f"{n['dc']}/{n['rack']}", thousands(writes)]
             row += [thousands(x) for x in parts] if self.victim else []
             row.append(thousands(total))
@@ -310,43 +406,60 @@ class Demo:
             self.term.say(line)
 
         ops = self.recorder.by_operation()
+        op_errors = self.recorder.errors("operation")
         op_rows, per_op = [], {}
         for op in ("PutItem", "GetItem", "UpdateItem"):
             values = ops.get(op, [])
-            errors = self.recorder.errors.get(op, 0)
-            p50, p99 = workload.percentile(values, 0.50), workload.percentile(values, 0.99)
-            per_op[op] = {"ok": len(values), "errors": errors, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
+            errors = op_errors.get(op, 0)
+            p50, p99 = percentile(values, 0.50), percentile(values, 0.99)
+            per_op[op] = {"ok": len(values), "errors": errors, "p50_ms": json_ms(p50), "p99_ms": json_ms(p99)}
             op_rows.append([op, thousands(len(values)), str(errors), ms(p50), ms(p99)])
         if self.victim:
             outage = self.recorder.by_operation(phases={"outage"}).get("GetItem", [])
-            op_rows.append([f"GetItem while {self.victim} down", thousands(len(outage)), "",
-                            ms(workload.percentile(outage, 0.5)), ms(workload.percentile(outage, 0.99))])
+            op_rows.append(
+                [
+                    f"GetItem while {self.victim} down",
+                    thousands(len(outage)),
+                    "",
+                    ms(percentile(outage, 0.5)),
+                    ms(percentile(outage, 0.99)),
+                ]
+            )
         self.term.say("")
         self.term.say(p.bold("What the application saw") + p.dim(" (boto3, after its own retries)"))
         for line in table(["operation", "ok", "errors", "p50", "p99"], op_rows, "lrrrr"):
             self.term.say(line)
 
-        metrics = self.stack.envoy_metrics()
+        metrics = self.envoy_metrics()
         errors = self.recorder.error_count()
         policy = ", ".join(f"{k} {thousands(v)}" for k, v in sorted(metrics["policy"].items())) or "none"
         self.term.say("")
-        self.term.say(f"  retries: {self.recorder.sdk_retries} by the SDK (after {metrics['downstream_5xx']} "
-                      f"5xx answers from Envoy), {metrics['envoy_retries']} by Envoy to the next listed node")
+        self.term.say(
+            f"  retries: {self.recorder.sdk_retries} by the SDK (after {metrics['downstream_5xx']} "
+            f"5xx answers from Envoy), {metrics['envoy_retries']} by Envoy to the next listed node"
+        )
         if metrics["retry_overflow"]:
-            self.term.say(f"  Envoy's circuit breaker refused {metrics['retry_overflow']} retries "
-                          f"(cluster.alternator.upstream_rq_retry_overflow)")
-        self.term.say(f"  filter: {policy} routing decisions; {thousands(metrics['fallback'])} requests "
-                      f"served by a fallback node")
+            self.term.say(
+                f"  Envoy's circuit breaker refused {metrics['retry_overflow']} retries "
+                f"(cluster.alternator.upstream_rq_retry_overflow)"
+            )
+        self.term.say(
+            f"  filter: {policy} routing decisions; {thousands(metrics['fallback'])} requests served by a fallback node"
+        )
         for sample in self.recorder.error_samples:
             self.term.say(p.red(f"  error: {sample}"))
         stickiness = self.update_stickiness()
         if stickiness is not None:
-            why = ("round robin spreads an item's updates; try --affinity rmw" if self.args.affinity == "none"
-                   else "the others moved when the node list changed during the outage")
-            self.term.say(f"  key affinity (sim key log): of {stickiness['keys']} items updated at least "
-                          f"twice, {stickiness['single_node']} had every UpdateItem on one node ({why})")
-        verdict = (p.green("PASS: every request succeeded") if errors == 0
-                   else p.red(f"FAIL: {errors} requests failed"))
+            why = (
+                "round robin spreads an item's updates; try --affinity rmw"
+                if self.args.affinity == "none"
+                else "the others moved when the node list changed during the outage"
+            )
+            self.term.say(
+                f"  key affinity (sim key log): of {stickiness['keys']} items updated at least "
+                f"twice, {stickiness['single_node']} had every UpdateItem on one node ({why})"
+            )
+        verdict = p.green("PASS: every request succeeded") if errors == 0 else p.red(f"FAIL: {errors} requests failed")
         if self.victim and errors == 0:
             verdict += p.green(f", also while {self.victim} was down")
         self.term.say(p.bold(verdict))
@@ -375,8 +488,8 @@ class Demo:
         if not self.sim_mode:
             return None
         nodes_by_key = collections.defaultdict(list)
-        for entry in self.stack.sim_keylog():
-            if entry.get("operation") == "UpdateItem" and entry.get("table") == workload.TABLE:
+        for entry in self.sim.keylog():
+            if entry.get("operation") == "UpdateItem" and entry.get("table") == SHAPE.table:
                 nodes_by_key[json.dumps(entry.get("key"), sort_keys=True)].append(entry.get("node"))
         repeated = [set(v) for v in nodes_by_key.values() if len(v) >= 2]
         return {"keys": len(repeated), "single_node": sum(1 for v in repeated if len(v) == 1)}
@@ -390,12 +503,21 @@ class Demo:
         self.term.close_frame()
         if self.created_table and not self.sim_mode and not keep_table and self.dynamodb is not None:
             try:
-                workload.delete_table(self.dynamodb)
-                self.term.say(f"deleted table {workload.TABLE}")
+                workload.delete_table(self.dynamodb, SHAPE.table)
+                self.term.say(f"deleted table {SHAPE.table}")
             except Exception as exc:  # noqa: BLE001 - report, keep cleaning up
-                self.term.say(f"could not delete table {workload.TABLE}: {exc}")
-        for line in self.stack.close():
-            self.term.say(self.p.dim(line))
+                self.term.say(f"could not delete table {SHAPE.table}: {exc}")
+        for thing, exc in self.stack.stop_all():
+            label = PROCESS_LABELS.get(type(thing), type(thing).__name__)
+            if exc is None:
+                self.term.say(self.p.dim(f"stopped {label} (pid {thing.pid})"))
+            else:
+                self.term.say(self.p.dim(f"could not stop {label} (pid {thing.pid}): {exc}"))
+
+
+def json_ms(seconds: float):
+    """Milliseconds for the JSON summary; null when there was nothing to measure."""
+    return None if math.isnan(seconds) else seconds * 1000
 
 
 def install_signal_handlers():

@@ -1,7 +1,9 @@
 """Terminal output of the demo: a live frame redrawn in place on a terminal, plain lines
 otherwise (CI logs, pipes), and the final summary tables."""
+
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -16,12 +18,23 @@ class Palette:
     def _wrap(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text
 
-    def bold(self, text): return self._wrap("1", text)
-    def dim(self, text): return self._wrap("2", text)
-    def red(self, text): return self._wrap("31", text)
-    def green(self, text): return self._wrap("32", text)
-    def yellow(self, text): return self._wrap("33", text)
-    def cyan(self, text): return self._wrap("36", text)
+    def bold(self, text):
+        return self._wrap("1", text)
+
+    def dim(self, text):
+        return self._wrap("2", text)
+
+    def red(self, text):
+        return self._wrap("31", text)
+
+    def green(self, text):
+        return self._wrap("32", text)
+
+    def yellow(self, text):
+        return self._wrap("33", text)
+
+    def cyan(self, text):
+        return self._wrap("36", text)
 
 
 def _unicode_ok(stream) -> bool:
@@ -33,7 +46,8 @@ def thousands(n: float) -> str:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
+    """Milliseconds, or a dash when there was nothing to measure (NaN)."""
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
 
 
 class Terminal:
@@ -64,7 +78,7 @@ class Terminal:
         line = f"[{self.elapsed():6.1f} s] {text}"
         if self.interactive:
             self._events.append(line)
-            del self._events[:-self.EVENT_LINES]
+            del self._events[: -self.EVENT_LINES]
         else:
             self.say(line)
 
@@ -117,7 +131,7 @@ def table(headers: list[str], rows: list[list[str]], align: str) -> list[str]:
             widths[i] = max(widths[i], len(cell))
 
     def fmt(cells):
-        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align)]
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align, strict=True)]
         return "  " + "  ".join(parts).rstrip()
 
     rule = "  " + "  ".join("-" * w for w in widths)

@@ -13,6 +13,7 @@ RUN rustup target add wasm32-wasip1
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY routing routing
+COPY engine engine
 COPY filter filter
 COPY discovery-agent discovery-agent
 COPY tests/alternator-sim tests/alternator-sim

@@ -16,6 +16,7 @@ WORKDIR /src
 # Every workspace member's sources are needed for cargo to load the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY routing routing
+COPY engine engine
 COPY filter filter
 COPY discovery-agent discovery-agent
 COPY tests/alternator-sim tests/alternator-sim

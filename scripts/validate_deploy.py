@@ -25,6 +25,7 @@ Prints one line per check and ends with "N passed, N failed". Exit status 1 on a
 Needs the filter built (`make wasm`) and, for the smoke run, the agent and the sim
 (`make native`); both are looked up in $CARGO_TARGET_DIR or target/.
 """
+
 import copy
 import fnmatch
 import json
@@ -39,11 +40,11 @@ import traceback
 
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from harness import prometheus
+from harness.envoy import envoy_binary, render_template, unique_base_id, validation_values
+from harness.envoy import wasm_path as built_wasm_path
 
-from harness.envoy import envoy_binary, render_template, unique_base_id, validation_values  # noqa: E402
-from harness.envoy import wasm_path as built_wasm_path  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 DEPLOY = ROOT / "deploy"
 ISTIO = ROOT / "envoy" / "istio"
@@ -91,7 +92,9 @@ def envoy_validate(bootstrap, what):
     try:
         proc = subprocess.run(
             [envoy_binary(), "--mode", "validate", "-c", name, "--base-id", str(_base_id[0])],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     finally:
         os.unlink(name)
@@ -165,10 +168,10 @@ def rust_string_literals(directory):
 
 def check_compose_schema():
     try:
-        from check_jsonschema import builtin_schemas  # noqa: F401
         import jsonschema
+        from check_jsonschema import builtin_schemas  # noqa: F401
     except ImportError as e:
-        raise Failure(f"{e}: install deploy/requirements.txt into the venv")
+        raise Failure(f"{e}: install deploy/requirements.txt into the venv") from e
     import check_jsonschema
 
     schema_path = pathlib.Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "compose-spec.json"
@@ -179,8 +182,10 @@ def check_compose_schema():
     validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
-        raise Failure("docker-compose.yaml does not follow the Compose Specification:\n    " + "\n    ".join(
-            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10]))
+        raise Failure(
+            "docker-compose.yaml does not follow the Compose Specification:\n    "
+            + "\n    ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10])
+        )
     return f"Compose Specification schema ({schema.get('$schema', '?').split('/')[-2]}, check-jsonschema vendored copy)"
 
 
@@ -226,15 +231,17 @@ def check_compose_references():
 
     # Envoy reaches the agent by service name at the port the agent listens on.
     agent_cluster = next(c for c in envoy_cfg["static_resources"]["clusters"] if c["name"] == "alternator_agent")
-    agent_addr = dig(agent_cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0,
-                     "endpoint", "address", "socket_address")
+    agent_addr = dig(
+        agent_cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address"
+    )
     if agent_addr["address"] not in services:
         problems.append(f"envoy-compose.yaml: agent address {agent_addr['address']} is not a compose service")
     agent_args = services["agent"]["command"]
     listen = [a.split("=", 1)[1] for a in agent_args if a.startswith("--listen=")]
     if not listen or not listen[0].endswith(f":{agent_addr['port_value']}") or listen[0].startswith("127."):
-        problems.append(f"agent: --listen {listen} does not serve "
-                        f"{agent_addr['address']}:{agent_addr['port_value']} on the network")
+        problems.append(
+            f"agent: --listen {listen} does not serve {agent_addr['address']}:{agent_addr['port_value']} on the network"
+        )
 
     # The agent's flags exist in its CLI (discovery-agent/src/config.rs).
     cli = (ROOT / "discovery-agent" / "src" / "config.rs").read_text()
@@ -255,8 +262,11 @@ def check_compose_references():
         if len(mounts) != 1:
             problems.append(f"{name}: needs exactly one cassandra-rackdc.properties mount")
         args = svc.get("command", [])
-        for required in ("--alternator-port=8000", "--alternator-write-isolation=only_rmw_uses_lwt",
-                         "--endpoint-snitch=GossipingPropertyFileSnitch"):
+        for required in (
+            "--alternator-port=8000",
+            "--alternator-write-isolation=only_rmw_uses_lwt",
+            "--endpoint-snitch=GossipingPropertyFileSnitch",
+        ):
             if required not in args:
                 problems.append(f"{name}: missing {required}")
         seeds = [a.split("=", 1)[1] for a in args if a.startswith("--seeds=")]
@@ -271,8 +281,10 @@ def check_compose_references():
         problems.append(f"deploy/scylla: expected two racks, found {sorted(racks)}")
     if problems:
         raise Failure("\n    ".join(problems))
-    return (f"{len(services)} services: builds, mounts, dependencies, ports, agent flags, "
-            f"racks {sorted(r for _, r in racks)}")
+    return (
+        f"{len(services)} services: builds, mounts, dependencies, ports, agent flags, "
+        f"racks {sorted(r for _, r in racks)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,8 +322,9 @@ def check_dockerfiles():
         if not ignore_file.is_file():
             problems.append(f"{rel}: no {ignore_file.name} (the build context is the whole repository)")
             continue
-        patterns = [line.strip() for line in ignore_file.read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
+        patterns = [
+            line.strip() for line in ignore_file.read_text().splitlines() if line.strip() and not line.startswith("#")
+        ]
         text = dockerfile.read_text()
         copies = re.findall(r"^COPY\s+(?!--from)(?:--\S+\s+)*(.+)$", text, re.M)
         copied = []
@@ -331,10 +344,11 @@ def check_dockerfiles():
             if dockerignore_admits(patterns, sample):
                 problems.append(f"{rel}: {ignore_file.name} lets {sample.split('/')[0]}/ into the build context")
     filter_df = (DEPLOY / "filter.Dockerfile").read_text()
-    final_stage = filter_df[filter_df.rindex("\nFROM "):]
+    final_stage = filter_df[filter_df.rindex("\nFROM ") :]
     if not final_stage.startswith("\nFROM scratch") or "/plugin.wasm" not in final_stage:
-        problems.append("deploy/filter.Dockerfile: final stage must be FROM scratch with /plugin.wasm "
-                        "(Istio's OCI layout)")
+        problems.append(
+            "deploy/filter.Dockerfile: final stage must be FROM scratch with /plugin.wasm (Istio's OCI layout)"
+        )
     if problems:
         raise Failure("\n    ".join(problems))
     return f"{len(dockerfiles())} Dockerfiles: COPY sources, .dockerignore allow-lists, workspace members {members}"
@@ -347,7 +361,8 @@ def check_hadolint():
     # DL3008/DL3018: OS packages are unpinned on purpose (security updates with each build).
     proc = subprocess.run(
         [hadolint, "--ignore", "DL3008", "--ignore", "DL3018", *map(str, dockerfiles())],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise Failure("hadolint:\n    " + "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()))
@@ -435,8 +450,9 @@ def check_envoy_alignment():
     for what, get in pairs.items():
         a, b = get(shipped), get(compose)
         if a != b:
-            problems.append(f"{what}: envoy/envoy.yaml has {json.dumps(a)}, "
-                            f"deploy/envoy-compose.yaml has {json.dumps(b)}")
+            problems.append(
+                f"{what}: envoy/envoy.yaml has {json.dumps(a)}, deploy/envoy-compose.yaml has {json.dumps(b)}"
+            )
     # The plugin configuration must name the agent cluster that exists.
     plugin = json.loads(wasm(compose)["typed_config"]["config"]["configuration"]["value"])
     agent_cluster = plugin.get("agent", {}).get("cluster", "alternator_agent")
@@ -461,8 +477,13 @@ ISTIO_KINDS = {
     ("networking.istio.io/v1", "ServiceEntry"): ("cloudcoil.models.istio.networking.v1", "ServiceEntry"),
     ("networking.istio.io/v1", "VirtualService"): ("cloudcoil.models.istio.networking.v1", "VirtualService"),
 }
-KUBERNETES_KINDS = {("v1", "Namespace"), ("v1", "ServiceAccount"), ("v1", "ConfigMap"), ("v1", "Service"),
-                    ("apps/v1", "Deployment")}
+KUBERNETES_KINDS = {
+    ("v1", "Namespace"),
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+}
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # The sidecar's outbound cluster for the Alternator Service (named as istiod names it).
@@ -500,9 +521,10 @@ def strict_istio_models():
 def check_istio_schemas():
     try:
         import kubernetes_validate
+
         models = strict_istio_models()
     except ImportError as e:
-        raise Failure(f"{e}: install deploy/requirements.txt into the venv")
+        raise Failure(f"{e}: install deploy/requirements.txt into the venv") from e
     problems = []
     counts = {}
     for path, doc in istio_documents():
@@ -512,7 +534,7 @@ def check_istio_schemas():
         if key in models:
             try:
                 models[key].model_validate(doc)
-            except Exception as e:  # pydantic.ValidationError, message lists every field
+            except Exception as e:  # noqa: BLE001 - pydantic.ValidationError, message lists every field
                 problems.append(f"{name}: {e}")
         elif key in KUBERNETES_KINDS:
             try:
@@ -524,7 +546,8 @@ def check_istio_schemas():
     if problems:
         raise Failure("\n    ".join(problems))
     return "Kubernetes {} (strict) and Istio 1.24 CRD models: {}".format(
-        KUBERNETES_VERSION, ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        KUBERNETES_VERSION, ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
 
 
 def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extra_clusters=(), routes=None):
@@ -546,41 +569,92 @@ def sidecar_bootstrap(http_filter, cluster_patch=None, listener_patch=None, extr
     listener = {
         "name": "0.0.0.0_8000",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18000}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": HCM_TYPE,
-                "stat_prefix": "outbound_0.0.0.0_8000",
-                "route_config": {"name": "8000", "virtual_hosts": [{
-                    "name": "alternator", "domains": ["*"],
-                    "routes": routes or [{"match": {"prefix": "/"}, "route": {"cluster": cluster["name"]}}]}]},
-                "http_filters": [http_filter, {
-                    "name": "envoy.filters.http.router",
-                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-            }}]}],
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": HCM_TYPE,
+                            "stat_prefix": "outbound_0.0.0.0_8000",
+                            "route_config": {
+                                "name": "8000",
+                                "virtual_hosts": [
+                                    {
+                                        "name": "alternator",
+                                        "domains": ["*"],
+                                        "routes": routes
+                                        or [{"match": {"prefix": "/"}, "route": {"cluster": cluster["name"]}}],
+                                    }
+                                ],
+                            },
+                            "http_filters": [
+                                http_filter,
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                },
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
     }
     if listener_patch:
         listener.update(copy.deepcopy(listener_patch))
     xds = {
-        "name": "xds-grpc", "type": "STATIC", "connect_timeout": "1s",
-        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}}}},
-        "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 15010}}}}]}]},
+        "name": "xds-grpc",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "xds-grpc",
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 15010}}}}
+                    ]
+                }
+            ],
+        },
     }
     return {
         "node": {"id": "sidecar~127.0.0.1~app.my-app~my-app.svc.cluster.local", "cluster": "app.my-app"},
-        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
-                                             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+            }
+        },
         "static_resources": {"listeners": [listener], "clusters": [xds, cluster, *extra_clusters]},
     }
 
 
 def agent_cluster_stub(name):
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9181}}}}]}]}}
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9181}}}}
+                    ]
+                }
+            ],
+        },
+    }
 
 
 def wasm_filter(config):
@@ -590,8 +664,7 @@ def wasm_filter(config):
     config.pop("fail_open", None)
     config["failure_policy"] = "FAIL_CLOSED"
     config["vm_config"]["code"] = {"local": {"filename": str(wasm_path())}}
-    return {"name": "alternator-filter",
-            "typed_config": {"@type": WASM_TYPE, "config": config}}
+    return {"name": "alternator-filter", "typed_config": {"@type": WASM_TYPE, "config": config}}
 
 
 def virtualservice_routes(vs):
@@ -621,10 +694,15 @@ def virtualservice_routes(vs):
                 "retry_on": retries.get("retryOn", ""),
                 "num_retries": retries.get("attempts", 0),
                 "per_try_timeout": retries.get("perTryTimeout", "0s"),
-                "retry_host_predicate": [{
-                    "name": "envoy.retry_host_predicates.previous_hosts",
-                    "typed_config": {"@type": "type.googleapis.com/"
-                                     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                "retry_host_predicate": [
+                    {
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/"
+                            "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                        },
+                    }
+                ],
                 "host_selection_retry_max_attempts": "5",
             }
         routes.append({"name": http.get("name", ""), "match": match, "route": route})
@@ -632,7 +710,7 @@ def virtualservice_routes(vs):
 
 
 def istio_doc(kind, name=None):
-    for path, doc in istio_documents():
+    for _path, doc in istio_documents():
         if doc.get("kind") == kind and (name is None or dig(doc, "metadata", "name") == name):
             return doc
     raise Failure(f"no {kind} {name or ''} in envoy/istio/")
@@ -654,12 +732,20 @@ def check_istio_envoy_fragments():
         "name": plugin["spec"].get("pluginName", "alternator-filter"),
         "root_id": plugin["spec"].get("pluginName", "alternator-filter"),
         "vm_config": {"vm_id": "alternator-mesh", "runtime": "envoy.wasm.runtime.v8", "code": {}},
-        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                          "value": json.dumps(plugin["spec"]["pluginConfig"])},
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(plugin["spec"]["pluginConfig"]),
+        },
     }
-    envoy_validate(sidecar_bootstrap(wasm_filter(config), cluster_patch, extra_clusters=extra,
-                                     routes=virtualservice_routes(istio_doc("VirtualService"))),
-                   "WasmPlugin pluginConfig + override_host cluster patch + VirtualService routes")
+    envoy_validate(
+        sidecar_bootstrap(
+            wasm_filter(config),
+            cluster_patch,
+            extra_clusters=extra,
+            routes=virtualservice_routes(istio_doc("VirtualService")),
+        ),
+        "WasmPlugin pluginConfig + override_host cluster patch + VirtualService routes",
+    )
     checked.append("WasmPlugin pluginConfig")
     checked.append("CLUSTER patch (override_host over istiod's LEAST_REQUEST cluster)")
     checked.append("VirtualService routes")
@@ -679,13 +765,15 @@ def check_istio_envoy_fragments():
     if not remote or not remote["http_uri"]["uri"].startswith("oci://"):
         raise Failure("the affinity EnvoyFilter must fetch the module with an oci:// http_uri")
     if remote.get("sha256") in (None, ""):
-        raise Failure("sha256 must be a digest or Istio's \"nil\" marker (Envoy rejects an empty one)")
+        raise Failure('sha256 must be a digest or Istio\'s "nil" marker (Envoy rejects an empty one)')
     plugin_config = json.loads(wasm_config["configuration"]["value"])
     if plugin_config.get("affinity", {}).get("mode", "none") == "none":
         raise Failure("the affinity EnvoyFilter should enable key affinity (else use wasmplugin.yaml)")
     # (a) the extension config as delivered over ECDS, with istio-agent's local-file rewrite
-    envoy_validate(sidecar_bootstrap(wasm_filter(wasm_config), cluster_patch, listener_patch, extra),
-                   "EXTENSION_CONFIG Wasm config + LISTENER patch")
+    envoy_validate(
+        sidecar_bootstrap(wasm_filter(wasm_config), cluster_patch, listener_patch, extra),
+        "EXTENSION_CONFIG Wasm config + LISTENER patch",
+    )
     # (b) the remote form as written (a digest in place of Istio's "nil" marker)
     remote_filter = {"name": extension["name"], "typed_config": copy.deepcopy(extension["typed_config"])}
     remote_filter["typed_config"]["config"]["vm_config"]["code"]["remote"]["sha256"] = "0" * 64
@@ -694,8 +782,9 @@ def check_istio_envoy_fragments():
     # Validation mode checks the remote source's schema without fetching it.
     envoy_validate(bootstrap, "EXTENSION_CONFIG remote form")
     # (c) the HTTP filter as a config_discovery reference served over ADS
-    envoy_validate(sidecar_bootstrap(reference, cluster_patch, listener_patch, extra),
-                   "HTTP_FILTER config_discovery reference")
+    envoy_validate(
+        sidecar_bootstrap(reference, cluster_patch, listener_patch, extra), "HTTP_FILTER config_discovery reference"
+    )
     checked += ["EXTENSION_CONFIG Wasm (local + remote form)", "HTTP_FILTER ECDS reference", "LISTENER patch"]
     return "envoy --mode validate: " + "; ".join(checked)
 
@@ -719,18 +808,21 @@ def virtualservice_mirrors_envoy_yaml(vs):
     shipped = dynamodb_routes(shipped_envoy())
     if len(ours) != len(shipped):
         return [f"VirtualService has {len(ours)} routes, envoy/envoy.yaml {len(shipped)}"]
-    for i, (vs_route, envoy_route) in enumerate(zip(ours, shipped)):
+    for i, (vs_route, envoy_route) in enumerate(zip(ours, shipped, strict=True)):
         where = f"VirtualService route {vs_route['name'] or i}"
         if vs_route["match"] != envoy_route["match"]:
             problems.append(f"{where}: match {vs_route['match']} != envoy.yaml's {envoy_route['match']}")
         theirs_retry = envoy_route["route"].get("retry_policy", {})
         ours_retry = vs_route["route"].get("retry_policy", {})
         if vs_route["route"]["timeout"] != envoy_route["route"].get("timeout"):
-            problems.append(f"{where}: timeout {vs_route['route']['timeout']} != envoy.yaml's "
-                            f"{envoy_route['route'].get('timeout')}")
+            problems.append(
+                f"{where}: timeout {vs_route['route']['timeout']} != envoy.yaml's {envoy_route['route'].get('timeout')}"
+            )
         if ours_retry.get("per_try_timeout") != theirs_retry.get("per_try_timeout"):
-            problems.append(f"{where}: perTryTimeout {ours_retry.get('per_try_timeout')} != envoy.yaml's "
-                            f"{theirs_retry.get('per_try_timeout')}")
+            problems.append(
+                f"{where}: perTryTimeout {ours_retry.get('per_try_timeout')} != envoy.yaml's "
+                f"{theirs_retry.get('per_try_timeout')}"
+            )
         want = set(theirs_retry.get("retry_on", "").split(",")) - {"reset-before-request"}
         got = set(ours_retry.get("retry_on", "").split(","))
         if got != want:
@@ -753,7 +845,8 @@ def check_istio_consistency():
     affinity = istio_doc("EnvoyFilter", "alternator-filter")
     extension = next(p for p in affinity["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG")
     configs["envoyfilter-filter-affinity.yaml"] = json.loads(
-        extension["patch"]["value"]["typed_config"]["config"]["configuration"]["value"])
+        extension["patch"]["value"]["typed_config"]["config"]["configuration"]["value"]
+    )
     vs = istio_doc("VirtualService")
     for where, config in configs.items():
         if config.get("agent", {}).get("cluster") != agent_cluster:
@@ -763,8 +856,10 @@ def check_istio_consistency():
         for http in vs["spec"]["http"]:
             attempts = dig(http, "retries", "attempts")
             if attempts != config.get("fallbacks", 2):
-                problems.append(f"{where}: fallbacks {config.get('fallbacks', 2)} != "
-                                f"VirtualService route {http.get('name')} retries {attempts}")
+                problems.append(
+                    f"{where}: fallbacks {config.get('fallbacks', 2)} != "
+                    f"VirtualService route {http.get('name')} retries {attempts}"
+                )
 
     # One Alternator host and port everywhere.
     override = istio_doc("EnvoyFilter", "alternator-override-host")
@@ -773,8 +868,7 @@ def check_istio_consistency():
     if vs["spec"]["hosts"] != [host]:
         problems.append(f"VirtualService hosts {vs['spec']['hosts']} != override-host service {host}")
     for http in vs["spec"]["http"]:
-        destinations = [(dig(r, "destination", "host"), dig(r, "destination", "port", "number"))
-                        for r in http["route"]]
+        destinations = [(dig(r, "destination", "host"), dig(r, "destination", "port", "number")) for r in http["route"]]
         if destinations != [(host, port)]:
             problems.append(f"VirtualService route {http.get('name')} goes to {destinations}, not {host}:{port}")
     wasm_ports = [p["number"] for m in istio_doc("WasmPlugin")["spec"]["match"] for p in m.get("ports", [])]
@@ -815,8 +909,10 @@ def check_istio_consistency():
             problems.append(f"agent {probe} should GET {path}")
     if problems:
         raise Failure("\n    ".join(problems))
-    return (f"agent cluster {agent_cluster}, Alternator {host}:{port}, selectors, retries == fallbacks, "
-            f"{len(vs['spec']['http'])} VirtualService routes as envoy/envoy.yaml's, agent env and probes")
+    return (
+        f"agent cluster {agent_cluster}, Alternator {host}:{port}, selectors, retries == fallbacks, "
+        f"{len(vs['spec']['http'])} VirtualService routes as envoy/envoy.yaml's, agent env and probes"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -826,10 +922,14 @@ def check_istio_consistency():
 # Envoy's own statistics the dashboard uses (Envoy docs: cluster manager and HTTP connection
 # manager statistics), in their Prometheus form.
 ENVOY_STATS = {
-    "envoy_http_downstream_rq_total", "envoy_http_downstream_rq_xx",
-    "envoy_cluster_upstream_rq_retry", "envoy_cluster_upstream_cx_connect_fail",
-    "envoy_cluster_upstream_rq_xx", "envoy_cluster_membership_healthy",
-    "envoy_cluster_membership_degraded", "envoy_cluster_membership_total",
+    "envoy_http_downstream_rq_total",
+    "envoy_http_downstream_rq_xx",
+    "envoy_cluster_upstream_rq_retry",
+    "envoy_cluster_upstream_cx_connect_fail",
+    "envoy_cluster_upstream_rq_xx",
+    "envoy_cluster_membership_healthy",
+    "envoy_cluster_membership_degraded",
+    "envoy_cluster_membership_total",
 }
 # ScyllaDB's own metric for Alternator requests, per node and shard.
 SCYLLA_STATS = {"scylla_alternator_operation"}
@@ -840,12 +940,12 @@ def parse_promql(expr):
     try:
         import promql_parser
     except ImportError as e:
-        raise Failure(f"{e}: install deploy/requirements.txt into the venv")
+        raise Failure(f"{e}: install deploy/requirements.txt into the venv") from e
     concrete = expr.replace("$__rate_interval", "1m").replace("$__interval", "15s")
     try:
         return promql_parser, promql_parser.parse(concrete)
     except Exception as e:  # the parser raises ValueError subclasses with the position
-        raise Failure(f"query does not parse: {expr}: {e}")
+        raise Failure(f"query does not parse: {expr}: {e}") from e
 
 
 def promql_selectors(expr, with_values=False):
@@ -866,8 +966,11 @@ def promql_selectors(expr, with_values=False):
             for group in grouping:
                 labels |= group
             if with_values:
-                equal = {m.name: m.value for m in node.matchers.matchers if str(m.op).endswith("Equal")
-                         and not str(m.op).endswith("NotEqual") and m.name != "__name__"}
+                equal = {
+                    m.name: m.value
+                    for m in node.matchers.matchers
+                    if str(m.op).endswith("Equal") and not str(m.op).endswith("NotEqual") and m.name != "__name__"
+                }
                 found.append((node.name, labels, equal))
             else:
                 found.append((node.name, labels))
@@ -888,13 +991,13 @@ def promql_metric_names(expr):
 
 def exported_metrics():
     """Metric names (and their labels) the filter and the agent export, read from their code."""
-    # The filter defines every stat in metrics.rs (other literals, e.g. the default agent
-    # cluster name "alternator_agent", are not metrics).
-    filter_src = (ROOT / "filter" / "src" / "metrics.rs").read_text()
+    # The engine declares every family of the filter, with its label names, in one table in
+    # metrics.rs: `family("name", MetricKind::..., &["label", ...])`.
+    filter_src = (ROOT / "engine" / "src" / "metrics.rs").read_text()
     agent_src = rust_string_literals(ROOT / "discovery-agent" / "src")
     filter_metrics = {}
-    for m in re.finditer(r'"(alternator_[a-z0-9_]+)((?:;[a-z_]+=[^;"]*)*)', filter_src):
-        filter_metrics.setdefault(m.group(1), set()).update(re.findall(r";([a-z_]+)=", m.group(2)))
+    for m in re.finditer(r'family\(\s*"(alternator_[a-z0-9_]+)",\s*MetricKind::\w+,\s*&\[([^\]]*)\]', filter_src):
+        filter_metrics.setdefault(m.group(1), set()).update(re.findall(r'"([a-z_]+)"', m.group(2)))
     agent_metrics = {}
     for m in re.finditer(r"# TYPE (alternator_agent_[a-z0-9_]+)", agent_src):
         agent_metrics.setdefault(m.group(1), set())
@@ -915,8 +1018,9 @@ def check_prometheus():
     envoy_cfg = yaml.safe_load(DEFAULT_PLACEHOLDER.sub(r"\1", ENVOY_COMPOSE.read_text()))
     metrics_listener = next(lst for lst in envoy_cfg["static_resources"]["listeners"] if lst["name"] == "metrics")
     metrics_port = metrics_listener["address"]["socket_address"]["port_value"]
-    routes = dig(metrics_listener, "filter_chains", 0, "filters", 0, "typed_config", "route_config",
-                 "virtual_hosts", 0, "routes")
+    routes = dig(
+        metrics_listener, "filter_chains", 0, "filters", 0, "typed_config", "route_config", "virtual_hosts", 0, "routes"
+    )
     metrics_paths = {r["match"].get("path") for r in routes}
     problems = []
     jobs = {}
@@ -977,7 +1081,7 @@ def check_grafana():
 def check_dashboard_metrics():
     filter_metrics, agent_metrics = exported_metrics()
     if not filter_metrics:
-        raise Failure("no alternator_* metric found in filter/src")
+        raise Failure("no alternator_* metric family found in engine/src/metrics.rs")
     problems = []
     used = set()
     for path in sorted(DASHBOARDS.glob("*.json")):
@@ -1048,32 +1152,6 @@ def http_get(url, timeout=5):
         return e.code, e.read().decode(errors="replace")
 
 
-def metric_sum(text, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels` (Prometheus text format)."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r'([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)', line)
-        if not m or m.group(1) != name:
-            continue
-        found = dict(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return int(total)
-
-
-def prometheus_series(text):
-    """{metric name: [labels dict, ...]} from Prometheus text exposition."""
-    series = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s', line)
-        if m:
-            labels = dict(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-            series.setdefault(m.group(1), []).append(labels)
-    return series
-
-
 def check_smoke():
     """deploy/envoy-compose.yaml run for real (loopback addresses instead of service names)
     with alternator-sim standing in for the three ScyllaDB nodes, the discovery agent, and
@@ -1097,22 +1175,41 @@ def check_smoke():
     try:
         sim = SimProcess(nodes, log_path=workdir / "sim.log")
         started.append(sim)
-        agent = Agent(workdir, [n[0] for n in nodes], sim.port,
-                      datacenter=agent_args.get("--datacenter"), rack=agent_args.get("--rack"))
+        agent = Agent(
+            workdir,
+            [n[0] for n in nodes],
+            sim.port,
+            datacenter=agent_args.get("--datacenter"),
+            rack=agent_args.get("--rack"),
+        )
         started.append(agent)
         agent.wait_ready()
         listen, admin, metrics = free_port(), free_port(), free_port()
-        values = dict(validation_values(), LISTEN_ADDRESS="127.0.0.1", LISTEN_PORT=listen,
-                      ADMIN_PORT=admin, METRICS_ADDRESS="127.0.0.1", METRICS_PORT=metrics,
-                      AGENT_ADDRESS="127.0.0.1", AGENT_PORT=agent.port, WASM_PATH=str(wasm_path()))
+        values = dict(
+            validation_values(),
+            LISTEN_ADDRESS="127.0.0.1",
+            LISTEN_PORT=listen,
+            ADMIN_PORT=admin,
+            METRICS_ADDRESS="127.0.0.1",
+            METRICS_PORT=metrics,
+            AGENT_ADDRESS="127.0.0.1",
+            AGENT_PORT=agent.port,
+            WASM_PATH=str(wasm_path()),
+        )
         config = workdir / "envoy.yaml"
         config.write_text(render_template(ENVOY_COMPOSE.read_text(), values))
-        envoy = OwnedProcess([envoy_binary(), "-c", config, "--concurrency", "2", "--base-id",
-                              unique_base_id(), "--log-level", "warn"], "envoy", workdir / "envoy.log")
+        envoy = OwnedProcess(
+            [envoy_binary(), "-c", config, "--concurrency", "2", "--base-id", unique_base_id(), "--log-level", "warn"],
+            "envoy",
+            workdir / "envoy.log",
+        )
         started.append(envoy)
         metrics_url = f"http://127.0.0.1:{metrics}"
-        eventually(lambda: http_get(metrics_url + "/ready")[1].strip() == "LIVE", timeout=30,
-                   message=f"Envoy /ready through the metrics listener; log:\n{envoy.log_tail()}")
+        eventually(
+            lambda: http_get(metrics_url + "/ready")[1].strip() == "LIVE",
+            timeout=30,
+            message=f"Envoy /ready through the metrics listener; log:\n{envoy.log_tail()}",
+        )
         # The compose healthcheck command itself, pointed at this Envoy's metrics port.
         healthcheck = compose["services"]["envoy"]["healthcheck"]["test"]
         command = healthcheck[1].replace("/9902", f"/{metrics}")
@@ -1120,24 +1217,43 @@ def check_smoke():
         if healthcheck[0] != "CMD-SHELL" or probe.returncode != 0:
             raise Failure(f"the envoy healthcheck fails against a ready Envoy: {command}\n{probe.stderr}")
 
-        env = dict(os.environ, ALTERNATOR_ENDPOINT=f"http://127.0.0.1:{listen}", WORKLOAD_ITEMS="300",
-                   WORKLOAD_THREADS="8", WORKLOAD_READ_SECONDS="4", WORKLOAD_REPORT_SECONDS="2",
-                   AWS_ACCESS_KEY_ID="alternator", AWS_SECRET_ACCESS_KEY="alternator",
-                   AWS_DEFAULT_REGION="us-east-1")
+        env = dict(
+            os.environ,
+            ALTERNATOR_ENDPOINT=f"http://127.0.0.1:{listen}",
+            WORKLOAD_ITEMS="300",
+            WORKLOAD_THREADS="8",
+            WORKLOAD_READ_SECONDS="4",
+            WORKLOAD_REPORT_SECONDS="2",
+            AWS_ACCESS_KEY_ID="alternator",
+            AWS_SECRET_ACCESS_KEY="alternator",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         # The compose walkthrough: a node stops while the workload reads (docker compose stop
         # scylla-3); the workload, with the compose settings, must see no error. (Failover with
         # the SDK's retries off is the business of the failover tests under tests/; here the
         # requests Envoy itself failed are counted and reported.)
         output = workdir / "workload.out"
         with open(output, "w") as out:
-            workload = subprocess.Popen([sys.executable, str(DEPLOY / "workload.py")], env=env,
-                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            workload = subprocess.Popen(
+                [sys.executable, str(DEPLOY / "workload.py")],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            eventually(lambda: "write phase:" in output.read_text(), timeout=120,
-                       message=f"workload write phase; output:\n{output.read_text()[-1500:]}")
+            eventually(
+                lambda: "write phase:" in output.read_text(),
+                timeout=120,
+                message=f"workload write phase; output:\n{output.read_text()[-1500:]}",
+            )
             stopped = nodes[-1][0]
-            before = metric_sum(http_get(metrics_url + "/stats/prometheus")[1], "envoy_http_downstream_rq_xx",
-                                envoy_response_code_class="5", envoy_http_conn_manager_prefix="dynamodb")
+            before = prometheus.total(
+                prometheus.parse(http_get(metrics_url + "/stats/prometheus")[1]),
+                "envoy_http_downstream_rq_xx",
+                envoy_response_code_class="5",
+                envoy_http_conn_manager_prefix="dynamodb",
+            )
             sim.stop_node(stopped)
             returncode = workload.wait(timeout=120)
         finally:
@@ -1158,10 +1274,8 @@ def check_smoke():
             problems.append(f"/stats/prometheus through the metrics listener answered {status}")
         if http_get(metrics_url + "/config_dump")[0] != 404:
             problems.append("the metrics listener exposes more of the admin interface than stats and /ready")
-        agent_text = agent.get("/metrics")[1].decode()
-        served = prometheus_series(text)
-        for name, rows in prometheus_series(agent_text).items():
-            served.setdefault(name, []).extend(rows)
+        envoy_samples = prometheus.parse(text) if status == 200 else []
+        served = prometheus.series(envoy_samples + prometheus.parse(agent.get("/metrics")[1].decode()))
         # Every selector of every dashboard query must match a series Envoy or the agent
         # serves: its name, the labels it filters or groups by, the values it asks for.
         wanted = set()
@@ -1179,25 +1293,35 @@ def check_smoke():
                         if not rows:
                             problems.append(f"'{panel['title']}': {name} is not served")
                         elif not any(labels <= set(r) and all(r.get(k) == v for k, v in equal.items()) for r in rows):
-                            problems.append(f"'{panel['title']}': no {name} series with labels "
-                                            f"{sorted(labels)} and values {equal}")
-        per_node = re.findall(r'^alternator_requests_total\{[^}]*node="([^"]+)"[^}]*\} (\d+)', text, re.M)
+                            problems.append(
+                                f"'{panel['title']}': no {name} series with labels {sorted(labels)} and values {equal}"
+                            )
         counts = {}
-        for node, value in per_node:
-            counts[node] = counts.get(node, 0) + int(value)
+        for s in envoy_samples:
+            if s.name == "alternator_requests_total" and "node" in s.labels:
+                counts[s.labels["node"]] = counts.get(s.labels["node"], 0) + int(s.value)
         if len(counts) != len(nodes):
             problems.append(f"requests reached {sorted(counts)}, expected every one of {len(nodes)} nodes")
         if problems:
             raise Failure("\n    ".join(problems))
-        envoy_failed = metric_sum(text, "envoy_http_downstream_rq_xx", envoy_response_code_class="5",
-                                  envoy_http_conn_manager_prefix="dynamodb") - before
-        failovers = metric_sum(text, "alternator_requests_total", choice="fallback")
+        envoy_failed = int(
+            prometheus.total(
+                envoy_samples,
+                "envoy_http_downstream_rq_xx",
+                envoy_response_code_class="5",
+                envoy_http_conn_manager_prefix="dynamodb",
+            )
+            - before
+        )
+        failovers = int(prometheus.total(envoy_samples, "alternator_requests_total", choice="fallback"))
         total = sum(counts.values())
         spread = ", ".join(f"{n} {100 * c / total:.0f}%" for n, c in sorted(counts.items()))
-        return (f"workload through Envoy, {stopped} stopped mid-read, 0 failed "
-                f"({summaries[-1].split(': ', 1)[1].split(',')[0]}), {failovers} failed over, "
-                f"{envoy_failed} 5xx from Envoy after the stop (retried by the SDK); per node: {spread}; "
-                f"{len(wanted)} dashboard metrics served with the labels the queries use")
+        return (
+            f"workload through Envoy, {stopped} stopped mid-read, 0 failed "
+            f"({summaries[-1].split(': ', 1)[1].split(',')[0]}), {failovers} failed over, "
+            f"{envoy_failed} 5xx from Envoy after the stop (retried by the SDK); per node: {spread}; "
+            f"{len(wanted)} dashboard metrics served with the labels the queries use"
+        )
     finally:
         for process in reversed(started):
             process.stop()
@@ -1239,7 +1363,7 @@ def main():
         except Failure as e:
             failed += 1
             print(f"FAIL  {group:<10} {name}:\n    {e}")
-        except Exception:  # a bug in this script or an unreadable file: report, keep going
+        except Exception:  # noqa: BLE001 - a bug in this script or an unreadable file: report, keep going
             failed += 1
             print(f"FAIL  {group:<10} {name}: unexpected error\n{traceback.format_exc()}")
     print(f"{passed} passed, {failed} failed")

@@ -5,16 +5,16 @@ Shipped configs carry `${NAME}` / `${NAME:-default}` placeholders (ports, paths)
 the demo fill in at run time; here they are rendered with harmless values first, through the
 same renderer the tests use, so what is validated is what runs.
 """
+
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from harness.envoy import envoy_binary, render_template, validation_values
 
-from harness.envoy import render_template, envoy_binary, validation_values  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def bootstraps():
@@ -38,7 +38,9 @@ def main() -> int:
         try:
             proc = subprocess.run(
                 [envoy, "--mode", "validate", "-c", tmp, "--base-id", str(os.getpid() % 60000 + 1000)],
-                capture_output=True, text=True, timeout=120,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         finally:
             os.unlink(tmp)

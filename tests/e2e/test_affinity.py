@@ -1,4 +1,5 @@
 """Issue test 3: key-route affinity (RMW and ANY_WRITE) lands where the routing core predicts."""
+
 import collections
 import json
 import random
@@ -33,8 +34,7 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     agent = stack.agent(sim)
     agent.wait_active([n[0] for n in NODES])
     tables = {"affine": "pk"}
-    envoy = stack.envoy(agent, {"affinity": {"mode": "any_write", "tables": tables}}, concurrency=2,
-                        expect_nodes=3)
+    envoy = stack.envoy(agent, {"affinity": {"mode": "any_write", "tables": tables}}, concurrency=2, expect_nodes=3)
     create_table(envoy.url, "affine", range_key="sk")
     snapshot = agent.snapshot()
     sim.reset()
@@ -43,13 +43,20 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     writes = []
     for round_ in range(2):
         for k in keys:
-            writes.append(("PutItem", json.dumps({"TableName": "affine", "Item": {"pk": {"S": k}, "sk": {"S": str(round_)}}})))
+            writes.append(
+                ("PutItem", json.dumps({"TableName": "affine", "Item": {"pk": {"S": k}, "sk": {"S": str(round_)}}}))
+            )
     for k in keys[:100]:
         writes.append(("DeleteItem", json.dumps({"TableName": "affine", "Key": {"pk": {"S": k}, "sk": {"S": "0"}}})))
     send(envoy, writes)
 
-    predicted = dict(zip((json.loads(b)["Item"]["pk"]["S"] for _, b in writes[:KEYS]),
-                         affinity_oracle(snapshot, "ANY_WRITE", tables, writes[:KEYS])))
+    predicted = dict(
+        zip(
+            (json.loads(b)["Item"]["pk"]["S"] for _, b in writes[:KEYS]),
+            affinity_oracle(snapshot, "ANY_WRITE", tables, writes[:KEYS]),
+            strict=True,
+        )
+    )
     served = nodes_by_key(sim, {"PutItem", "DeleteItem"})
     assert set(served) == set(keys)
     wrong = {k: (served[k], predicted[k]) for k in keys if served[k] != {predicted[k]}}
@@ -67,11 +74,14 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     batches = []
     for b in range(60):
         chosen = rng.sample(keys, 5)
-        body = {"RequestItems": {"affine": [{"PutRequest": {"Item": {"pk": {"S": k}, "sk": {"S": f"b{b}"}}}}
-                                         for k in chosen]}}
+        body = {
+            "RequestItems": {
+                "affine": [{"PutRequest": {"Item": {"pk": {"S": k}, "sk": {"S": f"b{b}"}}}} for k in chosen]
+            }
+        }
         batches.append(("BatchWriteItem", json.dumps(body)))
     votes = affinity_oracle(snapshot, "ANY_WRITE", tables, batches)
-    for (op, body), vote in zip(batches, votes):
+    for (op, body), vote in zip(batches, votes, strict=True):
         sim.reset()
         send(envoy, [(op, body)])
         nodes = {e["node"] for e in sim.keylog() if e["operation"] == "BatchWriteItem"}
@@ -85,8 +95,13 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
     agent.wait_active([n[0] for n in NODES])
     # No table configured: the partition-key name is learned from the CreateTable response.
     envoy = stack.envoy(agent, {"affinity": {"mode": "rmw"}}, expect_nodes=3)
-    conditional = {"TableName": "rmw", "Key": {"pk": {"S": "early"}}, "UpdateExpression": "SET v = :v",
-                   "ConditionExpression": "attribute_not_exists(v)", "ExpressionAttributeValues": {":v": {"N": "1"}}}
+    conditional = {
+        "TableName": "rmw",
+        "Key": {"pk": {"S": "early"}},
+        "UpdateExpression": "SET v = :v",
+        "ConditionExpression": "attribute_not_exists(v)",
+        "ExpressionAttributeValues": {":v": {"N": "1"}},
+    }
     client = RawDynamo(envoy.url)
     try:
         status, _ = client.call("UpdateItem", conditional)  # the table does not exist yet
@@ -114,20 +129,33 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
     sim.reset()
 
     keys = [f"acct-{i}" for i in range(300)]
-    updates = [("UpdateItem", json.dumps({
-        "TableName": "rmw", "Key": {"pk": {"S": k}},
-        "UpdateExpression": "SET balance = :v", "ConditionExpression": "attribute_not_exists(balance)",
-        "ExpressionAttributeValues": {":v": {"N": "1"}}})) for k in keys]
+    updates = [
+        (
+            "UpdateItem",
+            json.dumps(
+                {
+                    "TableName": "rmw",
+                    "Key": {"pk": {"S": k}},
+                    "UpdateExpression": "SET balance = :v",
+                    "ConditionExpression": "attribute_not_exists(balance)",
+                    "ExpressionAttributeValues": {":v": {"N": "1"}},
+                }
+            ),
+        )
+        for k in keys
+    ]
     send(envoy, updates)
-    predicted = dict(zip(keys, affinity_oracle(snapshot, "RMW", {"rmw": "pk"}, updates)))
+    predicted = dict(zip(keys, affinity_oracle(snapshot, "RMW", {"rmw": "pk"}, updates), strict=True))
     served = nodes_by_key(sim, {"UpdateItem"})
     wrong = {k: (served[k], predicted[k]) for k in keys if served[k] != {predicted[k]}}
     assert not wrong, f"{len(wrong)} keys off their predicted node, e.g. {list(wrong.items())[:5]}"
 
     # A plain PutItem is not read-modify-write: round robin, so one key visits every node.
     sim.reset()
-    plain = [("PutItem", json.dumps({"TableName": "rmw", "Item": {"pk": {"S": "same-key"}, "n": {"N": str(i)}}}))
-             for i in range(3)]
+    plain = [
+        ("PutItem", json.dumps({"TableName": "rmw", "Item": {"pk": {"S": "same-key"}, "n": {"N": str(i)}}}))
+        for i in range(3)
+    ]
     assert affinity_oracle(snapshot, "RMW", {"rmw": "pk"}, plain) == [None, None, None]
     send(envoy, plain)
     assert nodes_by_key(sim, {"PutItem"})["same-key"] == {n[0] for n in NODES}

@@ -4,6 +4,7 @@ Runs `demo/run.py` as a user would (a child process, no terminal) with a short r
 checks its machine-readable summary: no failed request, every node served, the stopped node
 served nothing while it was down and took traffic again after it came back.
 """
+
 import json
 import os
 import pathlib
@@ -22,8 +23,12 @@ def test_demo_runs_and_survives_a_node_outage(tmp_path):
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
         [sys.executable, str(DEMO), "--duration", "12", "--no-color", "--json-summary", str(summary_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=dict(os.environ), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ),
+        cwd=ROOT,
     )
     try:
         output, _ = proc.communicate(timeout=HANG_GUARD_S)

@@ -1,4 +1,5 @@
 """Failure handling a user relies on: retries walk the filter's list, and an agent outage is survived."""
+
 import threading
 
 from harness.stack import RawDynamo, create_table, get_items, metric, settle
@@ -29,8 +30,9 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     # The 100 requests that listed the stopped node first were served by their first fallback.
     settle(envoy)
     assert metric(envoy, "alternator_requests_total", choice="fallback") == 100
-    log = eventually(lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 300 else None,
-                     message="access log flushed")
+    log = eventually(
+        lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 300 else None, message="access log flushed"
+    )
     retried = [line for line in log.splitlines() if "GetItem" in line and "attempts=2" in line]
     assert len(retried) == 100
     assert all(f"candidates=127.0.0.2:{sim.port}," in line for line in retried)
@@ -44,14 +46,17 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
     create_table(envoy.url, "failover")
 
     agent.stop()
-    eventually(lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 2,
-               message="the filter notices the agent is gone")
+    eventually(
+        lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 2,
+        message="the filter notices the agent is gone",
+    )
     sim.reset()
     assert get_items(envoy.url, "failover", 90) == {200: 90}
     assert sim.totals() == {"127.0.0.2": 30, "127.0.0.3": 30, "127.0.0.4": 30}
     assert metric(envoy, "alternator_snapshot_nodes") == 3
-    unreachable = [line for line in envoy.process.log_path.read_text().splitlines()
-                   if "discovery agent unreachable" in line]
+    unreachable = [
+        line for line in envoy.process.log_path.read_text().splitlines() if "discovery agent unreachable" in line
+    ]
     assert len(unreachable) == 1, unreachable  # logged once per state change, not per poll
 
 
@@ -73,11 +78,14 @@ def test_reads_survive_a_node_dying_mid_request_and_writes_are_not_replayed(stac
         # The node takes its time; round robin gives it exactly one of three requests.
         sim.slow_node(victim, 20_000)
         results = []
-        threads = [threading.Thread(target=lambda: results.append(one_call(envoy, operation, body)))
-                   for _ in range(3)]
+        # Bound per iteration: a thread that outlived its join must not write into the next one's list.
+        threads = [
+            threading.Thread(target=lambda r=results, op=operation, b=body: r.append(one_call(envoy, op, b)))
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
-        eventually(lambda: len(results) == 2 and in_flight() == 1, message="one request held by the slow node")
+        eventually(lambda r=results: len(r) == 2 and in_flight() == 1, message="one request held by the slow node")
         sim.stop_node(victim)  # resets the held request's connection
         for t in threads:
             t.join(timeout=30)

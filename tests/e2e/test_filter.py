@@ -1,9 +1,17 @@
 """Filter behaviour a user relies on, beyond the issue's scenarios: forged headers, config errors."""
+
 import subprocess
 
+from harness.envoy import (
+    ENVOY_YAML,
+    envoy_binary,
+    plugin_config_value,
+    render_template,
+    unique_base_id,
+    validation_values,
+)
 from harness.stack import RawDynamo, create_table, metric, settle
 from harness.util import eventually
-from harness.envoy import ENVOY_YAML, envoy_binary, plugin_config_value, render_template, unique_base_id, validation_values
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1")]
 
@@ -25,8 +33,9 @@ def test_client_cannot_choose_the_node(stack):
         client.close()
     assert sim.totals() == {"127.0.0.2": 20, "127.0.0.3": 20}
     # The access log shows the filter's header, not the client's: both nodes appear first.
-    log = eventually(lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 40 else None,
-                     message="access log flushed")
+    log = eventually(
+        lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 40 else None, message="access log flushed"
+    )
     assert f"candidates=127.0.0.3:{sim.port},127.0.0.2:{sim.port} " in log
 
 
@@ -52,16 +61,24 @@ def validate(tmp_path, plugin_config: str):
     values["PLUGIN_CONFIG"] = plugin_config
     path = tmp_path / "envoy.yaml"
     path.write_text(render_template(ENVOY_YAML.read_text(), values))
-    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--base-id", str(unique_base_id())],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path), "--base-id", str(unique_base_id())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_bad_plugin_config_is_refused_naming_the_field(tmp_path):
     ok = validate(tmp_path, plugin_config_value({"fallbacks": 1, "scope": {"datacenter": "dc1"}}))
     assert ok.returncode == 0, ok.stderr[-2000:]
-    for config, field in [({"fallback": 3}, "fallback"), ({"scope": {"dc": "x"}}, "dc"),
-                          ({"policy": "least_request"}, "policy"), ({"fallbacks": 99}, "fallbacks")]:
+    for config, field in [
+        ({"fallback": 3}, "fallback"),
+        ({"scope": {"dc": "x"}}, "dc"),
+        ({"policy": "least_request"}, "policy"),
+        ({"fallbacks": 99}, "fallbacks"),
+    ]:
         bad = validate(tmp_path, plugin_config_value(config))
         assert bad.returncode != 0, config
-        line = next(l for l in (bad.stdout + bad.stderr).splitlines() if "invalid plugin configuration" in l)
+        line = next(ln for ln in (bad.stdout + bad.stderr).splitlines() if "invalid plugin configuration" in ln)
         assert field in line, line

@@ -1,4 +1,5 @@
 """Issue test 4: ScyllaDB's official Python client and our filter send each key to the same node."""
+
 import collections
 import json
 
@@ -7,8 +8,12 @@ from alternator.config import KeyRouteAffinityConfig, KeyRouteAffinityMode
 
 from harness.stack import RawDynamo, create_table
 
-NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
-         ("127.0.0.5", "dc1", "rack2")]
+NODES = [
+    ("127.0.0.2", "dc1", "rack1"),
+    ("127.0.0.3", "dc1", "rack1"),
+    ("127.0.0.4", "dc1", "rack2"),
+    ("127.0.0.5", "dc1", "rack2"),
+]
 KEYS = 400
 
 
@@ -24,8 +29,9 @@ def test_official_client_and_filter_agree_on_every_key(stack):
     sim = stack.sim(NODES)
     agent = stack.agent(sim)
     agent.wait_active([n[0] for n in NODES])
-    envoy = stack.envoy(agent, {"affinity": {"mode": "any_write", "tables": {"interop": "pk"}}},
-                        expect_nodes=len(NODES))
+    envoy = stack.envoy(
+        agent, {"affinity": {"mode": "any_write", "tables": {"interop": "pk"}}}, expect_nodes=len(NODES)
+    )
     create_table(envoy.url, "interop")
     items = [{"pk": {"S": f"user-{i}"}} for i in range(KEYS)]
     items += [{"pk": {"S": f"ключ-{i}"}} for i in range(20)]  # non-ASCII keys hash their UTF-8 bytes
@@ -34,9 +40,9 @@ def test_official_client_and_filter_agree_on_every_key(stack):
     # the nodes, so its node list matches the agent's from the first request on.
     sim.reset()
     config = alternator.Config(
-        seed_hosts=[n[0] for n in NODES], port=sim.port,
-        key_affinity=KeyRouteAffinityConfig(mode=KeyRouteAffinityMode.ANY_WRITE,
-                                            table_pk_attributes={"interop": "pk"}),
+        seed_hosts=[n[0] for n in NODES],
+        port=sim.port,
+        key_affinity=KeyRouteAffinityConfig(mode=KeyRouteAffinityMode.ANY_WRITE, table_pk_attributes={"interop": "pk"}),
     )
     with alternator.client(config) as official:
         sim.reset()

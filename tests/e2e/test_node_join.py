@@ -17,8 +17,7 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     # Listed by /localnodes before its port accepts connections, as Scylla does while a node
     # boots: the agent keeps it quarantined, the filter never makes it a first choice.
     sim.add_node(NEW, "dc1", "rack1", listed_not_ready=True)
-    eventually(lambda: any(n["address"] == NEW for n in agent.snapshot()["nodes"]),
-               message="agent lists the new node")
+    eventually(lambda: any(n["address"] == NEW for n in agent.snapshot()["nodes"]), message="agent lists the new node")
     assert NEW not in agent.active_nodes()
     wait_synced(envoy, agent)
     sim.reset()

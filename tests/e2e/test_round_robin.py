@@ -1,4 +1,5 @@
 """Issue test 1: round robin over 3 nodes with two Envoy workers."""
+
 import threading
 
 from harness.stack import RawDynamo, create_table, metric, settle

@@ -1,11 +1,16 @@
 """Issue test 2: rack scope, and what happens when the rack empties (fallback vs strict)."""
+
 import collections
 
 from harness.stack import RawDynamo, create_table, get_items, metric, settle, wait_synced
 from harness.util import eventually
 
-NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2"),
-         ("127.0.0.5", "dc1", "rack2")]
+NODES = [
+    ("127.0.0.2", "dc1", "rack1"),
+    ("127.0.0.3", "dc1", "rack1"),
+    ("127.0.0.4", "dc1", "rack2"),
+    ("127.0.0.5", "dc1", "rack2"),
+]
 RACK1 = {"127.0.0.2", "127.0.0.3"}
 
 

@@ -4,6 +4,7 @@ boto3, the AWS SDK for Rust (tests/rust-sdk-client) and the AWS SDK for JavaScri
 (tests/js) each run create, put, get, conditional update, query, batch write/get and delete.
 The sim verifies every signature, so a filter that touched Host or the body would fail them.
 """
+
 import os
 import pathlib
 import shutil
@@ -39,33 +40,56 @@ def client_env():
 
 
 def boto3_client(url, secret=SECRET):
-    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id=AKID,
-                        aws_secret_access_key=secret,
-                        config=botocore.config.Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=AKID,
+        aws_secret_access_key=secret,
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
 
 
 def boto3_workload(ddb, table):
-    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                           {"AttributeName": "sk", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+    ddb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
     key = lambda pk, sk: {"pk": {"S": pk}, "sk": {"S": sk}}  # noqa: E731
     for i in range(3):
         ddb.put_item(TableName=table, Item={**key("user-1", f"item-{i}"), "n": {"N": str(i)}})
     assert ddb.get_item(TableName=table, Key=key("user-1", "item-1"), ConsistentRead=True)["Item"]["n"] == {"N": "1"}
-    ddb.update_item(TableName=table, Key=key("user-1", "item-1"), UpdateExpression="SET n = :new",
-                    ConditionExpression="n = :old",
-                    ExpressionAttributeValues={":new": {"N": "10"}, ":old": {"N": "1"}})
+    ddb.update_item(
+        TableName=table,
+        Key=key("user-1", "item-1"),
+        UpdateExpression="SET n = :new",
+        ConditionExpression="n = :old",
+        ExpressionAttributeValues={":new": {"N": "10"}, ":old": {"N": "1"}},
+    )
     with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
-        ddb.update_item(TableName=table, Key=key("user-1", "item-1"), UpdateExpression="SET n = :new",
-                        ConditionExpression="n = :old",
-                        ExpressionAttributeValues={":new": {"N": "20"}, ":old": {"N": "1"}})
-    q = ddb.query(TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "user-1"}})
+        ddb.update_item(
+            TableName=table,
+            Key=key("user-1", "item-1"),
+            UpdateExpression="SET n = :new",
+            ConditionExpression="n = :old",
+            ExpressionAttributeValues={":new": {"N": "20"}, ":old": {"N": "1"}},
+        )
+    q = ddb.query(
+        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "user-1"}}
+    )
     assert q["Count"] == 3
-    bw = ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": key(f"batch-{i}", "x")}} for i in range(4)]})
+    bw = ddb.batch_write_item(
+        RequestItems={table: [{"PutRequest": {"Item": key(f"batch-{i}", "x")}} for i in range(4)]}
+    )
     assert not bw.get("UnprocessedItems")
-    bg = ddb.batch_get_item(RequestItems={table: {"Keys": [key("batch-0", "x"), key("batch-3", "x")], "ConsistentRead": True}})
+    bg = ddb.batch_get_item(
+        RequestItems={table: {"Keys": [key("batch-0", "x"), key("batch-3", "x")], "ConsistentRead": True}}
+    )
     assert len(bg["Responses"][table]) == 2
     ddb.delete_item(TableName=table, Key=key("user-1", "item-0"))
     assert "Item" not in ddb.get_item(TableName=table, Key=key("user-1", "item-0"), ConsistentRead=True)
@@ -100,8 +124,9 @@ def test_rust_sdk(signed_stack):
     binary = rust_client_binary()
     if binary is None:
         pytest.skip("AWS SDK for Rust client not built: run `make rust-sdk-client`")
-    proc = subprocess.run([str(binary), envoy.url, "rust_table"], env=client_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(binary), envoy.url, "rust_table"], env=client_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
     settle(envoy)
@@ -114,8 +139,14 @@ def test_js_sdk_v3(signed_stack):
     node = shutil.which("node")
     assert node, "node is required for the JavaScript SDK test"
     assert (js / "node_modules" / "@aws-sdk" / "client-dynamodb").exists(), "run `make npm`"
-    proc = subprocess.run([node, str(js / "workload.mjs"), envoy.url, "js_table"], env=client_env(),
-                          capture_output=True, text=True, timeout=120, cwd=js)
+    proc = subprocess.run(
+        [node, str(js / "workload.mjs"), envoy.url, "js_table"],
+        env=client_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=js,
+    )
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
     settle(envoy)

@@ -1,5 +1,6 @@
 """Control-plane faults: the discovery agent killed and restarted, Envoy hot-restarted, and bad
 discovery data. None of them may fail a DynamoDB request."""
+
 import http.server
 import json
 import os
@@ -32,8 +33,10 @@ def test_agent_killed_and_restarted_under_load(stack):
     os.kill(agent.process.pid, signal.SIGKILL)  # no graceful shutdown: a crash
     agent.process.proc.wait(timeout=10)
     progress = load.done
-    eventually(lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 1,
-               message="the filter notices the agent is gone")
+    eventually(
+        lambda: metric(envoy, "alternator_agent_polls_total", outcome="failed") >= 1,
+        message="the filter notices the agent is gone",
+    )
     eventually(lambda: load.done >= progress + 300, timeout=120, message="load goes on without the agent")
 
     restarted = stack.adopt(Agent(stack.base / "agent-restarted", ADDRESSES, sim.port, listen_port=agent.port))
@@ -73,8 +76,10 @@ def test_envoy_hot_restart_under_load(stack):
     sim.reset()
     tail = MixedLoad(child.url, TABLE, total=300, workers=2, prefix="after").start().join()
     assert tail.failures() == []
-    eventually(lambda: metric(child, "alternator_routed_total", policy="round_robin") >= 300,
-               message="the new epoch's filter counted the tail")
+    eventually(
+        lambda: metric(child, "alternator_routed_total", policy="round_robin") >= 300,
+        message="the new epoch's filter counted the tail",
+    )
     assert sorted(sim.totals().values())[0] >= 50  # every node still in rotation
 
 
@@ -97,11 +102,18 @@ def test_a_listener_update_swaps_the_filter_configuration_under_load(stack):
     eventually(lambda: load.done >= 300, timeout=120, message="load under way")
     updates = envoy.stats().get("listener_manager.lds.update_success", 0)
     envoy.update_listener({"fallbacks": 2, "agent": polling, "scope": {"datacenter": "dc1", "rack": "rack1"}})
-    eventually(lambda: envoy.stats().get("listener_manager.lds.update_success", 0) > updates,
-               message="Envoy took the new listener")
-    eventually(lambda: envoy.stats().get("listener_manager.total_filter_chains_draining", 0) == 0
-               and envoy.stats().get("listener_manager.total_listeners_draining", 0) == 0,
-               timeout=60, message="the old filter chain drained")
+    eventually(
+        lambda: envoy.stats().get("listener_manager.lds.update_success", 0) > updates,
+        message="Envoy took the new listener",
+    )
+    eventually(
+        lambda: (
+            envoy.stats().get("listener_manager.total_filter_chains_draining", 0) == 0
+            and envoy.stats().get("listener_manager.total_listeners_draining", 0) == 0
+        ),
+        timeout=60,
+        message="the old filter chain drained",
+    )
     load.join()
     assert load.failures() == []
     assert unreadable(envoy.url, TABLE, load.acknowledged_writes()) == []
@@ -146,8 +158,9 @@ class FakeAgent:
                     status, ctype, payload = bad
                     self._answer(status, {"content-type": ctype, "etag": '"999999999999999"'}, payload)
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("if-none-match", "content-type", "accept")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("if-none-match", "content-type", "accept")
+                }
                 req = urllib.request.Request(fake.real_url + self.path, data=body, method=method, headers=headers)
                 try:
                     with urllib.request.urlopen(req, timeout=90) as r:
@@ -182,21 +195,36 @@ class FakeAgent:
 
 
 def snapshot_with(nodes, version=999_999_999_999_999, port=8000):
-    return json.dumps({"format": 1, "version": version, "generated_at_ms": 0, "scheme": "http",
-                       "port": port, "nodes": nodes}).encode()
+    return json.dumps(
+        {"format": 1, "version": version, "generated_at_ms": 0, "scheme": "http", "port": port, "nodes": nodes}
+    ).encode()
 
 
 BAD_SNAPSHOTS = {
     "html": (200, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
     "truncated": (200, "application/json", b'{"format":1,"version":9999999999999,"nodes":[{"addr'),
-    "wrong_types": (200, "application/json", json.dumps(
-        {"format": "one", "version": -1, "port": "x", "nodes": {"a": 1}}).encode()),
-    "port_zero": (200, "application/json", json.dumps(
-        {"format": 1, "version": 99999999999999, "scheme": "http", "port": 0, "nodes": []}).encode()),
-    "uuid_address": (200, "application/json", snapshot_with(
-        [{"address": "5a1c0d2e-7f3b-4c1e-9a2d-0b8c6e4f1a23", "datacenter": "", "rack": "", "health": "active"}])),
-    "huge_array": (200, "application/json", b'{"format":1,"version":99999999999999,"nodes":['
-                   + b",".join([b'"x"'] * 400_000) + b"]}"),
+    "wrong_types": (
+        200,
+        "application/json",
+        json.dumps({"format": "one", "version": -1, "port": "x", "nodes": {"a": 1}}).encode(),
+    ),
+    "port_zero": (
+        200,
+        "application/json",
+        json.dumps({"format": 1, "version": 99999999999999, "scheme": "http", "port": 0, "nodes": []}).encode(),
+    ),
+    "uuid_address": (
+        200,
+        "application/json",
+        snapshot_with(
+            [{"address": "5a1c0d2e-7f3b-4c1e-9a2d-0b8c6e4f1a23", "datacenter": "", "rack": "", "health": "active"}]
+        ),
+    ),
+    "huge_array": (
+        200,
+        "application/json",
+        b'{"format":1,"version":99999999999999,"nodes":[' + b",".join([b'"x"'] * 400_000) + b"]}",
+    ),
 }
 
 
@@ -206,20 +234,28 @@ def test_bad_discovery_answers_keep_the_last_good_snapshot(stack, kind):
     agent = stack.agent(sim)
     agent.wait_active(ADDRESSES)
     fake = stack.adopt(FakeAgent(agent.url))
-    envoy = stack.envoy(_AgentAt(fake.port), {"fallbacks": 2, "agent": {"long_poll_s": 0, "tick_ms": 100,
-                                                                        "error_backoff_ms": 100}},
-                        expect_nodes=3)
+    envoy = stack.envoy(
+        _AgentAt(fake.port),
+        {"fallbacks": 2, "agent": {"long_poll_s": 0, "tick_ms": 100, "error_backoff_ms": 100}},
+        expect_nodes=3,
+    )
     create_table(envoy.url, TABLE)
     good = agent.snapshot()["version"]
     wait_synced(envoy, agent)
 
     fake.bad = BAD_SNAPSHOTS[kind]
-    before = metric(envoy, "alternator_agent_polls_total", outcome="invalid") + \
-        metric(envoy, "alternator_agent_polls_total", outcome="failed")
+    before = metric(envoy, "alternator_agent_polls_total", outcome="invalid") + metric(
+        envoy, "alternator_agent_polls_total", outcome="failed"
+    )
     eventually(lambda: fake.bad_polls >= 3, message="the filter polled the bad answer")
-    eventually(lambda: metric(envoy, "alternator_agent_polls_total", outcome="invalid")
-               + metric(envoy, "alternator_agent_polls_total", outcome="failed") > before,
-               message="the refused answers are counted")
+    eventually(
+        lambda: (
+            metric(envoy, "alternator_agent_polls_total", outcome="invalid")
+            + metric(envoy, "alternator_agent_polls_total", outcome="failed")
+            > before
+        ),
+        message="the refused answers are counted",
+    )
     assert envoy.stats().get("wasmcustom.alternator_snapshot_version") == good
     assert metric(envoy, "alternator_snapshot_nodes") == 3
     sim.reset()
@@ -234,8 +270,9 @@ def test_a_snapshot_listing_nodes_twice_is_normalised(stack):
     agent = stack.agent(sim)
     agent.wait_active(ADDRESSES)
     fake = stack.adopt(FakeAgent(agent.url))
-    envoy = stack.envoy(_AgentAt(fake.port), {"fallbacks": 2, "agent": {"long_poll_s": 0, "tick_ms": 100}},
-                        expect_nodes=3)
+    envoy = stack.envoy(
+        _AgentAt(fake.port), {"fallbacks": 2, "agent": {"long_poll_s": 0, "tick_ms": 100}}, expect_nodes=3
+    )
     create_table(envoy.url, TABLE)
     nodes = [{"address": a, "datacenter": "dc1", "rack": "rack1", "health": "active"} for a in ADDRESSES]
     listed_twice = nodes + list(reversed(nodes))
@@ -311,8 +348,7 @@ BAD_LOCALNODES = {
 
 def test_bad_localnodes_answers_keep_the_agents_last_good_snapshot(stack):
     node = stack.adopt(FakeNode("127.0.0.9"))
-    agent = stack.adopt(Agent(stack.base / "agent", ["127.0.0.9"], node.port,
-                              extra_args=["--max-backoff", "300ms"]))
+    agent = stack.adopt(Agent(stack.base / "agent", ["127.0.0.9"], node.port, extra_args=["--max-backoff", "300ms"]))
     agent.wait_ready()
     agent.wait_active(["127.0.0.9"])
     good = agent.snapshot()
@@ -320,12 +356,14 @@ def test_bad_localnodes_answers_keep_the_agents_last_good_snapshot(stack):
     for kind, body in BAD_LOCALNODES.items():
         node.localnodes = body
         seen = node.localnodes_requests
-        eventually(lambda: node.localnodes_requests >= seen + 3, message=f"agent read the {kind} answer")
+        eventually(lambda seen=seen: node.localnodes_requests >= seen + 3, message=f"agent read the {kind} answer")
         assert agent.process.alive(), kind
         assert agent.snapshot()["nodes"] == good["nodes"], kind
 
     # Duplicates and UUIDs are dropped, an IPv6 literal is a node like any other.
     node.localnodes = json.dumps(["127.0.0.9", UUID, "127.0.0.9", "::1", "0:0:0:0:0:0:0:1"]).encode()
-    eventually(lambda: sorted(n["address"] for n in agent.snapshot()["nodes"]) == ["127.0.0.9", "::1"],
-               message="one node per address, UUIDs skipped")
+    eventually(
+        lambda: sorted(n["address"] for n in agent.snapshot()["nodes"]) == ["127.0.0.9", "::1"],
+        message="one node per address, UUIDs skipped",
+    )
     assert agent.active_nodes() >= {"127.0.0.9"}

@@ -1,5 +1,6 @@
 """Hostile clients: forged routing headers, and input meant to break the filter. A request may
 be refused, but the filter's VM never fails and a request never goes anywhere but a member."""
+
 import http.client
 import json
 import socket
@@ -20,9 +21,12 @@ AKID, SECRET = "hostile-test-key", "hostile-test-secret"
 def wasm_vm_state(envoy) -> dict:
     """Envoy's own wasm stats that change when a VM fails: VMs created and active (a crashed
     VM is replaced or lost) and the plugin's reload counters."""
-    return {k: v for k, v in envoy.stats().items()
-            if k in ("wasm.envoy.wasm.runtime.v8.created", "wasm.envoy.wasm.runtime.v8.active")
-            or k.startswith("wasm.alternator-filter.vm_reload")}
+    return {
+        k: v
+        for k, v in envoy.stats().items()
+        if k in ("wasm.envoy.wasm.runtime.v8.created", "wasm.envoy.wasm.runtime.v8.active")
+        or k.startswith("wasm.alternator-filter.vm_reload")
+    }
 
 
 def raw(envoy, headers, body: bytes, method="POST"):
@@ -49,21 +53,23 @@ def test_forged_routing_headers_never_change_the_destination(stack):
     create_table(envoy.url, "sec")
     admin = envoy.admin.removeprefix("http://")
     forged = [
-        admin,                               # Envoy's admin listener
+        admin,  # Envoy's admin listener
         f"{agent.url.removeprefix('http://')}",  # the discovery agent
-        "10.255.255.1:80",                   # another host
-        f"127.0.0.9:{sim.port}",             # a non-member on the Alternator port
+        "10.255.255.1:80",  # another host
+        f"127.0.0.9:{sim.port}",  # a non-member on the Alternator port
         f"{admin},{admin},{admin}",
-        f"127.0.0.2:{sim.port}",             # a member: still the filter's choice, not the client's
+        f"127.0.0.2:{sim.port}",  # a member: still the filter's choice, not the client's
     ]
     sim.reset()
     client = RawDynamo(envoy.url)
     try:
         for value in forged:
             for i in range(30):
-                status, body = client.call("GetItem", {"TableName": "sec", "Key": {"pk": {"S": f"k{i}"}}},
-                                           headers={"x-alternator-endpoints": value,
-                                                    "x-envoy-retry-on": "5xx", "x-envoy-max-retries": "10"})
+                status, body = client.call(
+                    "GetItem",
+                    {"TableName": "sec", "Key": {"pk": {"S": f"k{i}"}}},
+                    headers={"x-alternator-endpoints": value, "x-envoy-retry-on": "5xx", "x-envoy-max-retries": "10"},
+                )
                 assert status == 200 and body == {}, (value, status, body)
     finally:
         client.close()
@@ -78,25 +84,42 @@ def test_signed_sdk_requests_reach_the_node_byte_identical(stack):
     agent = stack.agent(sim)
     agent.wait_active(ADDRESSES)
     # Key affinity makes the filter buffer and re-send the body: the signature still verifies.
-    envoy = stack.envoy(agent, {"fallbacks": 2, "affinity": {"mode": "any_write", "tables": {"sigv4": "pk"}}},
-                        expect_nodes=3)
-    ddb = boto3.client("dynamodb", endpoint_url=envoy.url, region_name="us-east-1",
-                       aws_access_key_id=AKID, aws_secret_access_key=SECRET,
-                       config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}))
-    ddb.create_table(TableName="sigv4", BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    envoy = stack.envoy(
+        agent, {"fallbacks": 2, "affinity": {"mode": "any_write", "tables": {"sigv4": "pk"}}}, expect_nodes=3
+    )
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=envoy.url,
+        region_name="us-east-1",
+        aws_access_key_id=AKID,
+        aws_secret_access_key=SECRET,
+        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    ddb.create_table(
+        TableName="sigv4",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
     for i in range(30):
-        ddb.put_item(TableName="sigv4", Item={"pk": {"S": f"k{i}"}, "v": {"S": "é☃" * i}},
-                     ConditionExpression="attribute_not_exists(pk)")
+        ddb.put_item(
+            TableName="sigv4",
+            Item={"pk": {"S": f"k{i}"}, "v": {"S": "é☃" * i}},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
         item = ddb.get_item(TableName="sigv4", Key={"pk": {"S": f"k{i}"}}, ConsistentRead=True)["Item"]
         assert item["v"]["S"] == "é☃" * i
     settle(envoy)
     assert metric(envoy, "alternator_affinity_total", outcome="applied") == 30
     # A wrong secret is refused by the node, not let in by the proxy.
-    bad = boto3.client("dynamodb", endpoint_url=envoy.url, region_name="us-east-1",
-                       aws_access_key_id=AKID, aws_secret_access_key="wrong",
-                       config=botocore.config.Config(retries={"max_attempts": 1}))
+    bad = boto3.client(
+        "dynamodb",
+        endpoint_url=envoy.url,
+        region_name="us-east-1",
+        aws_access_key_id=AKID,
+        aws_secret_access_key="wrong",
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
     with pytest.raises(bad.exceptions.ClientError):
         bad.list_tables()
 
@@ -112,8 +135,9 @@ def test_admin_and_agent_listen_on_loopback_only(stack):
 
     shipped = yaml.safe_load(render_template(ENVOY_YAML.read_text(), validation_values()))
     assert shipped["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
-    help_text = subprocess.run([str(release_binary("alternator-discovery-agent")), "--help"],
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [str(release_binary("alternator-discovery-agent")), "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "127.0.0.1:9181" in help_text
 
 
@@ -127,14 +151,20 @@ def put(item_value: str) -> bytes:
 HOSTILE = {
     "malformed_json": ([("x-amz-target", "DynamoDB_20120810.PutItem")], b'{"TableName": "hostile", "Item": {'),
     "truncated": ([("x-amz-target", "DynamoDB_20120810.PutItem")], put("x")[:-7]),
-    "key_is_a_list": ([("x-amz-target", "DynamoDB_20120810.PutItem")],
-                      b'{"TableName":"hostile","Item":{"pk":[1,2,{"S":"a"}]}}'),
-    "key_wrong_type": ([("x-amz-target", "DynamoDB_20120810.UpdateItem")],
-                       b'{"TableName":"hostile","Key":{"pk":{"S":7}},"UpdateExpression":"SET a = :a"}'),
+    "key_is_a_list": (
+        [("x-amz-target", "DynamoDB_20120810.PutItem")],
+        b'{"TableName":"hostile","Item":{"pk":[1,2,{"S":"a"}]}}',
+    ),
+    "key_wrong_type": (
+        [("x-amz-target", "DynamoDB_20120810.UpdateItem")],
+        b'{"TableName":"hostile","Key":{"pk":{"S":7}},"UpdateExpression":"SET a = :a"}',
+    ),
     "item_is_a_string": ([("x-amz-target", "DynamoDB_20120810.PutItem")], b'{"TableName":"hostile","Item":"pk"}'),
     "deep_nesting": ([("x-amz-target", "DynamoDB_20120810.PutItem")], b'{"Item":' + b"[" * 100_000),
-    "batch_garbage": ([("x-amz-target", "DynamoDB_20120810.BatchWriteItem")],
-                      b'{"RequestItems":{"hostile":[{"PutRequest":7},{"DeleteRequest":{"Key":null}}]}}'),
+    "batch_garbage": (
+        [("x-amz-target", "DynamoDB_20120810.BatchWriteItem")],
+        b'{"RequestItems":{"hostile":[{"PutRequest":7},{"DeleteRequest":{"Key":null}}]}}',
+    ),
     "missing_target": ([], put("x")),
     "garbage_target": ([("x-amz-target", "DynamoDB_20120810." + "Pu\u00fft~*%" * 700)], put("x")),
     "other_api_target": ([("x-amz-target", "DynamoDBStreams_20120810.GetRecords")], put("x")),
@@ -152,8 +182,9 @@ def hostile_stack(tmp_path_factory):
         sim = s.sim(NODES)
         agent = s.agent(sim)
         agent.wait_active(ADDRESSES)
-        envoy = s.envoy(agent, {"fallbacks": 2, "affinity": {"mode": "any_write", "tables": {"hostile": "pk"}}},
-                        expect_nodes=3)
+        envoy = s.envoy(
+            agent, {"fallbacks": 2, "affinity": {"mode": "any_write", "tables": {"hostile": "pk"}}}, expect_nodes=3
+        )
         create_table(envoy.url, "hostile")
         envoy.vm_baseline = wasm_vm_state(envoy)
         assert envoy.vm_baseline.get("wasm.envoy.wasm.runtime.v8.active", 0) >= 1, envoy.vm_baseline
@@ -182,9 +213,12 @@ def test_a_body_over_the_buffer_limit_is_a_clear_413(hostile_stack):
     # (a client that does may see the connection closed under its upload instead).
     host, port = envoy.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(b"POST / HTTP/1.1\r\nhost: dynamodb\r\ncontent-type: application/x-amz-json-1.0\r\n"
-                  b"x-amz-target: DynamoDB_20120810.PutItem\r\n"
-                  + f"content-length: {BIG + 2 * 1024 * 1024}\r\n\r\n".encode() + put("v")[:-3])
+        s.sendall(
+            b"POST / HTTP/1.1\r\nhost: dynamodb\r\ncontent-type: application/x-amz-json-1.0\r\n"
+            b"x-amz-target: DynamoDB_20120810.PutItem\r\n"
+            + f"content-length: {BIG + 2 * 1024 * 1024}\r\n\r\n".encode()
+            + put("v")[:-3]
+        )
         response = http.client.HTTPResponse(s)
         response.begin()
         status, answer = response.status, response.read()

@@ -3,6 +3,7 @@
 Real alternator-sim + discovery agent + Envoy with the filter. The load sends each request once
 (no client retries), so every failure counted here is one a user with SDK retries off would see.
 """
+
 import threading
 
 from harness.load import MixedLoad, unreadable
@@ -25,15 +26,14 @@ def start(stack, **envoy_kwargs):
 
 def access_lines(envoy, operation=None):
     lines = envoy.access_log().splitlines()
-    return [line for line in lines if operation is None or f".{operation}\"" in line]
+    return [line for line in lines if operation is None or f'.{operation}"' in line]
 
 
 def test_stopping_a_node_under_load_loses_no_request_and_no_write(stack):
     sim, agent, envoy = start(stack)
     # The load's writes are unconditional puts of fresh keys, so it declares them idempotent:
     # a write the stopped node was holding is then retried like a read.
-    load = MixedLoad(envoy.url, TABLE, total=3000, workers=4,
-                     write_headers={"x-alternator-idempotent": "true"}).start()
+    load = MixedLoad(envoy.url, TABLE, total=3000, workers=4, write_headers={"x-alternator-idempotent": "true"}).start()
     eventually(lambda: load.done >= 600, timeout=120, message="load under way")
     sim.stop_node("127.0.0.3")
     load.join()
@@ -66,7 +66,8 @@ def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(st
         sim.slow_node("127.0.0.3", 20_000)
         results = []
 
-        def one():
+        # Bound per iteration: a thread that outlived its join must not write into the next one's list.
+        def one(results=results, headers=headers):
             client = RawDynamo(envoy.url)
             try:
                 results.append(client.call("PutItem", item, headers=headers)[0])
@@ -76,9 +77,10 @@ def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(st
         threads = [threading.Thread(target=one) for _ in range(3)]
         for t in threads:
             t.start()
-        eventually(lambda: len(results) == 2
-                   and envoy.stats().get("cluster.alternator.upstream_rq_active", 0) == 1,
-                   message="one write held by the slow node")
+        eventually(
+            lambda r=results: len(r) == 2 and envoy.stats().get("cluster.alternator.upstream_rq_active", 0) == 1,
+            message="one write held by the slow node",
+        )
         sim.stop_node("127.0.0.3")
         for t in threads:
             t.join(timeout=30)

@@ -4,6 +4,7 @@ a node's own 5xx answers do not, and a DOWN node is tried again after the cooldo
 The agent runs on a slow cadence so it does not notice anything during the test: what moves
 traffic here is the filter's own inference from the requests it forwarded.
 """
+
 from harness.stack import create_table, get_items, metric, settle
 from harness.util import eventually
 
@@ -17,15 +18,19 @@ def start(stack, cooldown_ms=600_000, concurrency=2):
     sim = stack.sim(NODES)
     agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
     agent.wait_active(ADDRESSES)
-    envoy = stack.envoy(agent, {"fallbacks": 2, "passive_health": {"cooldown_ms": cooldown_ms}},
-                        concurrency=concurrency, expect_nodes=3)
+    envoy = stack.envoy(
+        agent, {"fallbacks": 2, "passive_health": {"cooldown_ms": cooldown_ms}}, concurrency=concurrency, expect_nodes=3
+    )
     create_table(envoy.url, "passive")
     return sim, agent, envoy
 
 
 def retried_to(envoy, address, port):
-    return [line for line in envoy.access_log().splitlines()
-            if f"candidates={address}:{port}," in line and "attempts=1" not in line]
+    return [
+        line
+        for line in envoy.access_log().splitlines()
+        if f"candidates={address}:{port}," in line and "attempts=1" not in line
+    ]
 
 
 def test_a_refusing_node_goes_down_for_every_worker_after_the_threshold(stack):
@@ -71,5 +76,7 @@ def test_a_down_node_is_tried_again_after_the_cooldown(stack):
 
     eventually(back_in_rotation, timeout=60, interval=0.5, message="node back after the cooldown")
     # On probation (QUARANTINED) it is routed normally; enough successes clear it.
-    eventually(lambda: metric(envoy, "alternator_node_health_changes_total", outcome="active") == 1,
-               message="promoted by traffic successes")
+    eventually(
+        lambda: metric(envoy, "alternator_node_health_changes_total", outcome="active") == 1,
+        message="promoted by traffic successes",
+    )

@@ -1,4 +1,5 @@
 """Run the discovery agent (`alternator-discovery-agent`) for end-to-end tests."""
+
 import json
 import pathlib
 import urllib.error
@@ -10,9 +11,19 @@ from .util import OwnedProcess, eventually, free_port, release_binary
 class Agent:
     """A discovery agent process on a free loopback port, watching the given seed nodes."""
 
-    def __init__(self, workdir: pathlib.Path, seeds, port: int, datacenter: str | None = None,
-                 rack: str | None = None, extra_args=(), active_interval: str = "200ms",
-                 idle_interval: str = "1s", probe_period: str = "200ms", listen_port: int | None = None):
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        seeds,
+        port: int,
+        datacenter: str | None = None,
+        rack: str | None = None,
+        extra_args=(),
+        active_interval: str = "200ms",
+        idle_interval: str = "1s",
+        probe_period: str = "200ms",
+        listen_port: int | None = None,
+    ):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A restarted agent takes its predecessor's port: Envoy's cluster points at it.
@@ -20,13 +31,20 @@ class Agent:
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
             release_binary("alternator-discovery-agent"),
-            "--seeds", ",".join(seeds),
-            "--port", port,
-            "--listen", f"127.0.0.1:{self.port}",
-            "--active-interval", active_interval,
-            "--idle-interval", idle_interval,
-            "--probe-period", probe_period,
-            "--log-level", "info",
+            "--seeds",
+            ",".join(seeds),
+            "--port",
+            port,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--active-interval",
+            active_interval,
+            "--idle-interval",
+            idle_interval,
+            "--probe-period",
+            probe_period,
+            "--log-level",
+            "info",
         ]
         if datacenter:
             args += ["--datacenter", datacenter]
@@ -34,6 +52,10 @@ class Agent:
             args += ["--rack", rack]
         args += list(extra_args)
         self.process = OwnedProcess(args, "agent", self.workdir / "agent.log")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def get(self, path: str, headers=None):
         req = urllib.request.Request(self.url + path, headers=headers or {})
@@ -63,8 +85,9 @@ class Agent:
     def wait_active(self, addresses, timeout: float = 30.0):
         """Until exactly `addresses` are ACTIVE in the agent's snapshot."""
         want = set(addresses)
-        eventually(lambda: self.active_nodes() == want, timeout=timeout,
-                   message=f"agent lists {sorted(want)} as active")
+        eventually(
+            lambda: self.active_nodes() == want, timeout=timeout, message=f"agent lists {sorted(want)} as active"
+        )
 
     def stop(self):
         self.process.stop()

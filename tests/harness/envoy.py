@@ -1,12 +1,15 @@
 """Render and run the shipped Envoy configuration for tests, the demo and config validation."""
+
 import json
 import os
 import pathlib
 import re
 import shutil
 import sys
+import urllib.parse
 import urllib.request
 
+from . import prometheus
 from .util import ROOT, OwnedProcess, eventually, free_port, target_dir
 
 ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
@@ -85,8 +88,7 @@ def without_filter(rendered: str) -> str:
 def plugin_values(plugin_config: dict) -> dict:
     """The template values that follow from a plugin configuration: the configuration itself,
     and the routes' retries, one per fallback."""
-    return {"PLUGIN_CONFIG": plugin_config_value(plugin_config),
-            "NUM_RETRIES": int(plugin_config.get("fallbacks", 2))}
+    return {"PLUGIN_CONFIG": plugin_config_value(plugin_config), "NUM_RETRIES": int(plugin_config.get("fallbacks", 2))}
 
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -102,8 +104,15 @@ def listener_via_lds(rendered: str, lds_dir: pathlib.Path) -> str:
     listeners = doc["static_resources"].pop("listeners")
     lds_dir.mkdir(parents=True, exist_ok=True)
     write_lds(lds_dir, listeners)
-    doc["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3", "path_config_source": {
-        "path": str(lds_dir / "listeners.yaml"), "watched_directory": {"path": str(lds_dir)}}}}
+    doc["dynamic_resources"] = {
+        "lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": {
+                "path": str(lds_dir / "listeners.yaml"),
+                "watched_directory": {"path": str(lds_dir)},
+            },
+        }
+    }
     return yaml.safe_dump(doc)
 
 
@@ -129,10 +138,19 @@ def unique_base_id() -> int:
 class Envoy:
     """A running Envoy rendered from `envoy/envoy.yaml`, admin reached through a file path."""
 
-    def __init__(self, workdir: pathlib.Path, agent_port: int, plugin_config: dict,
-                 concurrency: int = 1, log_level: str = "info", extra_values: dict | None = None,
-                 with_filter: bool = True, hot_restart_of: "Envoy | None" = None,
-                 component_log_level: str | None = "wasm:debug", lds: bool = False):
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        agent_port: int,
+        plugin_config: dict,
+        concurrency: int = 1,
+        log_level: str = "info",
+        extra_values: dict | None = None,
+        with_filter: bool = True,
+        hot_restart_of: "Envoy | None" = None,
+        component_log_level: str | None = "wasm:debug",
+        lds: bool = False,
+    ):
         """`component_log_level` is passed as `--component-log-level` (None: not at all, every
         component at `log_level`). With `lds`, the DynamoDB listener comes from file-based LDS
         and `update_listener` replaces it while Envoy runs."""
@@ -145,14 +163,16 @@ class Envoy:
         self.listen_port = hot_restart_of.listen_port if hot_restart_of else free_port()
         self.plugin_config = dict(plugin_config)
         values = validation_values()
-        values.update({
-            "LISTEN_PORT": self.listen_port,
-            "ADMIN_PORT": 0,
-            "AGENT_PORT": agent_port,
-            **plugin_values(self.plugin_config),
-            "ACCESS_LOG_PATH": str(self.workdir / "access.log"),
-            "EDS_REFRESH_DELAY": "0.5s",
-        })
+        values.update(
+            {
+                "LISTEN_PORT": self.listen_port,
+                "ADMIN_PORT": 0,
+                "AGENT_PORT": agent_port,
+                **plugin_values(self.plugin_config),
+                "ACCESS_LOG_PATH": str(self.workdir / "access.log"),
+                "EDS_REFRESH_DELAY": "0.5s",
+            }
+        )
         values.update(extra_values or {})
         self.values = values
         self.lds_dir = self.workdir / "lds" if lds else None
@@ -172,12 +192,28 @@ class Envoy:
         self.admin_path = self.workdir / "admin-address"
         self.log_path = self.workdir / "envoy.log"
         self.process = OwnedProcess(
-            [envoy_binary(), "-c", self.config_path, "--base-id", self.base_id,
-             "--restart-epoch", self.restart_epoch, "--drain-time-s", 2, "--parent-shutdown-time-s", 5,
-             "--concurrency", concurrency, "--admin-address-path", self.admin_path,
-             "-l", log_level]
+            [
+                envoy_binary(),
+                "-c",
+                self.config_path,
+                "--base-id",
+                self.base_id,
+                "--restart-epoch",
+                self.restart_epoch,
+                "--drain-time-s",
+                2,
+                "--parent-shutdown-time-s",
+                5,
+                "--concurrency",
+                concurrency,
+                "--admin-address-path",
+                self.admin_path,
+                "-l",
+                log_level,
+            ]
             + (["--component-log-level", component_log_level] if component_log_level else []),
-            "envoy", self.log_path,
+            "envoy",
+            self.log_path,
         )
         self.admin = None
 
@@ -202,6 +238,10 @@ class Envoy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.listen_port}"
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def wait_ready(self, timeout: float = 30.0):
         def ready():
             if not self.process.alive():
@@ -219,10 +259,12 @@ class Envoy:
         with urllib.request.urlopen(self.admin + path, timeout=5) as r:
             return r.read().decode()
 
-    def stats(self) -> dict:
-        """Flat `name: value` of counters and gauges (tag-extracted names not applied)."""
+    def stats(self, pattern: str | None = None) -> dict:
+        """Flat `name: value` of counters and gauges (tag-extracted names not applied); with
+        `pattern`, only the stats whose name matches that regular expression (Envoy filters)."""
         out = {}
-        data = json.loads(self.admin_get("/stats?format=json"))
+        query = f"&filter={urllib.parse.quote(pattern)}" if pattern else ""
+        data = json.loads(self.admin_get("/stats?format=json" + query))
         for s in data.get("stats", []):
             if "name" in s and "value" in s:
                 out[s["name"]] = s["value"]
@@ -230,6 +272,10 @@ class Envoy:
 
     def prometheus(self) -> str:
         return self.admin_get("/stats/prometheus")
+
+    def metrics(self) -> list:
+        """`/stats/prometheus` parsed: samples with `name`, `labels`, `value` (harness.prometheus)."""
+        return prometheus.parse(self.prometheus())
 
     def healthy_members(self, cluster: str = "alternator") -> set:
         """`ip:port` of the cluster members Envoy currently has (from EDS)."""

@@ -5,6 +5,7 @@ delivered. Writes are unconditional `PutItem`s of fresh keys; reads are `GetItem
 written earlier. Each outcome is recorded, so a test can prove that every acknowledged write is
 readable afterwards.
 """
+
 import http.client
 import json
 import threading
@@ -55,8 +56,7 @@ def _call(conn_holder, host, port, operation, body, extra_headers=None):
 class MixedLoad:
     """`total` requests (half writes, half reads) over `workers` threads against `url`."""
 
-    def __init__(self, url: str, table: str, total: int, workers: int = 4, prefix: str = "k",
-                 write_headers=None):
+    def __init__(self, url: str, table: str, total: int, workers: int = 4, prefix: str = "k", write_headers=None):
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.table = table
@@ -90,16 +90,26 @@ class MixedLoad:
             while (n := self._next()) is not None:
                 if n % 2 == 0 or not written:
                     key = f"{self.prefix}-{wid}-{n}"
-                    status, err, body = _call(conn, self.host, self.port, "PutItem", {
-                        "TableName": self.table, "Item": {"pk": {"S": key}, "n": {"N": str(n)}}},
-                        self.write_headers)
+                    status, err, body = _call(
+                        conn,
+                        self.host,
+                        self.port,
+                        "PutItem",
+                        {"TableName": self.table, "Item": {"pk": {"S": key}, "n": {"N": str(n)}}},
+                        self.write_headers,
+                    )
                     outcome = Outcome("PutItem", key, status, err, body)
                     if outcome.ok:
                         written.append(key)
                 else:
                     key = written[n % len(written)]
-                    status, err, body = _call(conn, self.host, self.port, "GetItem", {
-                        "TableName": self.table, "Key": {"pk": {"S": key}}, "ConsistentRead": True})
+                    status, err, body = _call(
+                        conn,
+                        self.host,
+                        self.port,
+                        "GetItem",
+                        {"TableName": self.table, "Key": {"pk": {"S": key}}, "ConsistentRead": True},
+                    )
                     outcome = Outcome("GetItem", key, status, err, body)
                     if outcome.ok and not (isinstance(body, dict) and "Item" in body):
                         outcome.error = "acknowledged write not found"
@@ -137,8 +147,13 @@ def unreadable(url: str, table: str, keys) -> list:
     missing = []
     try:
         for key in keys:
-            status, err, body = _call(conn, host, int(port), "GetItem", {
-                "TableName": table, "Key": {"pk": {"S": key}}, "ConsistentRead": True})
+            status, err, body = _call(
+                conn,
+                host,
+                int(port),
+                "GetItem",
+                {"TableName": table, "Key": {"pk": {"S": key}}, "ConsistentRead": True},
+            )
             if status != 200 or not (isinstance(body, dict) and "Item" in body):
                 missing.append((key, status or err, body))
     finally:

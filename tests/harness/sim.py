@@ -9,6 +9,7 @@ The sim picks its own port (free on every node address) unless one is given, so 
 window between choosing a port and binding it. It is stopped by PID (its own process group),
 never by name. See docs/architecture.md §3 for the wire contract.
 """
+
 import json
 import os
 import pathlib
@@ -18,19 +19,12 @@ import time
 import urllib.error
 import urllib.request
 
-from .util import stop_process_group
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-
-
-def _target_dir() -> pathlib.Path:
-    env = os.environ.get("CARGO_TARGET_DIR")
-    return pathlib.Path(env) if env else ROOT / "target"
+from .util import ROOT, stop_process_group, target_dir
 
 
 def sim_binary(build: bool = True) -> pathlib.Path:
     """The release alternator-sim binary; built with cargo first if it is missing."""
-    path = _target_dir() / "release" / "alternator-sim"
+    path = target_dir() / "release" / "alternator-sim"
     if not path.exists() and build:
         subprocess.run(
             [os.environ.get("CARGO", "cargo"), "build", "--release", "-p", "alternator-sim"],
@@ -60,9 +54,16 @@ class SimProcess:
     call `stop()`.
     """
 
-    def __init__(self, nodes, port: int | None = None, enforce_auth: str | None = None,
-                 backend: str | None = None, log_path=None, extra_args=(),
-                 start_timeout: float = 30.0):
+    def __init__(
+        self,
+        nodes,
+        port: int | None = None,
+        enforce_auth: str | None = None,
+        backend: str | None = None,
+        log_path=None,
+        extra_args=(),
+        start_timeout: float = 30.0,
+    ):
         self.nodes_spec = list(nodes)
         args = [str(sim_binary()), "--control", "127.0.0.1:0"]
         if port is not None:
@@ -151,8 +152,9 @@ class SimProcess:
 
     def call(self, method: str, path: str, body=None):
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.control + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            self.control + path, data=data, method=method, headers={"content-type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 raw = r.read()
@@ -172,10 +174,15 @@ class SimProcess:
     def node(self, address: str) -> dict:
         return self.call("GET", f"/nodes/{address}")
 
-    def add_node(self, address: str, datacenter: str, rack: str, listed_not_ready: bool = False,
-                 ready_after_ms: int | None = None) -> dict:
-        body = {"address": address, "datacenter": datacenter, "rack": rack,
-                "listed_not_ready": listed_not_ready}
+    def add_node(
+        self,
+        address: str,
+        datacenter: str,
+        rack: str,
+        listed_not_ready: bool = False,
+        ready_after_ms: int | None = None,
+    ) -> dict:
+        body = {"address": address, "datacenter": datacenter, "rack": rack, "listed_not_ready": listed_not_ready}
         if ready_after_ms is not None:
             body["ready_after_ms"] = ready_after_ms
         return self.call("POST", "/nodes", body)

@@ -1,14 +1,18 @@
-"""An end-to-end stack for tests and reports: alternator-sim + discovery agent + Envoy with the filter.
+"""An end-to-end stack for tests, the demo and the benchmark: alternator-sim + discovery agent +
+Envoy with the filter.
 
-Every process is started on free ports and owned by the `Stack` that started it; `teardown()`
-stops them by PID in reverse order. Also small DynamoDB and metrics helpers the tests share.
+Every process is started on free ports and owned by the `Stack` that started (or adopted) it;
+`teardown()` stops them by PID, newest first. Also small DynamoDB and metrics helpers the tests
+share.
 """
+
 import collections
 import http.client
 import json
 import pathlib
 import time
 
+from . import prometheus
 from .agent import Agent
 from .envoy import Envoy
 from .sim import SimProcess
@@ -18,30 +22,38 @@ TARGET_PREFIX = "DynamoDB_20120810."
 
 
 class Stack:
-    """What a test started; torn down in reverse order by the `stack` fixture."""
+    """The processes one test (or one demo or benchmark run) started, newest last."""
 
     def __init__(self, base: pathlib.Path):
         self.base = base
         self.owned = []
 
-    def sim(self, nodes, enforce_auth=None) -> SimProcess:
+    def sim(self, nodes, enforce_auth=None, **kwargs) -> SimProcess:
         self.base.mkdir(parents=True, exist_ok=True)
-        s = SimProcess(nodes, enforce_auth=enforce_auth, log_path=self.base / f"sim{len(self.owned)}.log")
+        s = SimProcess(nodes, enforce_auth=enforce_auth, log_path=self.base / f"sim{len(self.owned)}.log", **kwargs)
         self.owned.append(s)
         return s
 
-    def agent(self, sim: SimProcess, **kwargs) -> Agent:
-        seeds = [n["address"] for n in sim.info["nodes"]]
-        a = Agent(self.base / f"agent{len(self.owned)}", seeds, sim.port, **kwargs)
+    def agent(self, sim: SimProcess | None = None, *, seeds=None, port: int | None = None, **kwargs) -> Agent:
+        """A discovery agent watching `sim`'s nodes, or the `seeds` of a cluster at `port`."""
+        seeds = seeds if seeds is not None else [n["address"] for n in sim.info["nodes"]]
+        port = port if port is not None else sim.port
+        a = Agent(self.base / f"agent{len(self.owned)}", seeds, port, **kwargs)
         self.owned.append(a)
         return a.wait_ready()
 
-    def envoy(self, agent: Agent, plugin_config: dict, concurrency: int = 1, expect_nodes=None,
-              **kwargs) -> Envoy:
-        e = Envoy(self.base / f"envoy{len(self.owned)}", agent.port, plugin_config, concurrency=concurrency,
-                  **kwargs)
+    def envoy(
+        self,
+        agent: Agent,
+        plugin_config: dict,
+        concurrency: int = 1,
+        expect_nodes=None,
+        ready_timeout: float = 30.0,
+        **kwargs,
+    ) -> Envoy:
+        e = Envoy(self.base / f"envoy{len(self.owned)}", agent.port, plugin_config, concurrency=concurrency, **kwargs)
         self.owned.append(e)
-        e.wait_ready()
+        e.wait_ready(timeout=ready_timeout)
         if expect_nodes is not None:
             wait_routing(e, expect_nodes)
         return e
@@ -51,23 +63,34 @@ class Stack:
         self.owned.append(thing)
         return thing
 
-    def teardown(self):
-        failures = []
-        for thing in reversed(self.owned):
+    def stop_all(self) -> list:
+        """Stops everything, newest first, also after a failure; `(thing, exception or None)` each."""
+        results = []
+        while self.owned:
+            thing = self.owned.pop()
             try:
                 thing.stop()
+                results.append((thing, None))
             except Exception as exc:  # noqa: BLE001 - stop everything, report after
-                failures.append(exc)
+                results.append((thing, exc))
+        return results
+
+    def teardown(self):
+        failures = [exc for _, exc in self.stop_all() if exc is not None]
         if failures:
             raise failures[0]
 
 
-def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0):
-    """Until Envoy's EDS has `nodes` healthy members and the filter's snapshot has `nodes` nodes."""
+def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0, at_least: bool = False):
+    """Until Envoy's EDS has `nodes` healthy members and the filter's snapshot has `nodes` nodes
+    (with `at_least`, `nodes` or more of each: a real cluster may grow meanwhile)."""
+
     def ready():
-        stats = envoy.stats()
-        return (len(envoy.healthy_members()) == nodes
-                and stats.get("wasmcustom.alternator_snapshot_nodes") == nodes)
+        members = len(envoy.healthy_members())
+        snapshot = envoy.stats().get("wasmcustom.alternator_snapshot_nodes")
+        if at_least:
+            return members >= nodes and (snapshot or 0) >= nodes
+        return members == nodes and snapshot == nodes
 
     eventually(ready, timeout=timeout, message=f"envoy routes over {nodes} nodes")
 
@@ -97,14 +120,7 @@ def wait_synced(envoy: Envoy, agent: Agent | None, timeout: float = 30.0, versio
 
 def metric(envoy: Envoy, name: str, **labels) -> int:
     """Sum of a filter metric (Prometheus name) whose labels include `labels`."""
-    total = 0
-    for line in envoy.prometheus().splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        head, value = line.rsplit(" ", 1)
-        if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += int(float(value))
-    return total
+    return int(prometheus.total(envoy.metrics(), name, **labels))
 
 
 def settle(envoy: Envoy, timeout: float = 30.0):
@@ -114,9 +130,12 @@ def settle(envoy: Envoy, timeout: float = 30.0):
     traffic a test wants to count, before comparing counters exactly."""
 
     def counters():
-        return sorted(line for line in envoy.prometheus().splitlines()
-                      if line.startswith("alternator_")
-                      and not line.startswith(("alternator_snapshot_", "alternator_agent_polls_total")))
+        return sorted(
+            (s.name, sorted(s.labels.items()), s.value)
+            for s in envoy.metrics()
+            if s.name.startswith("alternator_")
+            and not s.name.startswith(("alternator_snapshot_", "alternator_agent_polls_total"))
+        )
 
     state = {"value": counters(), "since": time.monotonic()}
 
@@ -160,10 +179,15 @@ def create_table(url: str, table: str, hash_key: str = "pk", range_key: str | No
         if range_key:
             attrs.append({"AttributeName": range_key, "AttributeType": "S"})
             schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
-        status, body = client.call("CreateTable", {
-            "TableName": table, "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": attrs, "KeySchema": schema,
-        })
+        status, body = client.call(
+            "CreateTable",
+            {
+                "TableName": table,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": attrs,
+                "KeySchema": schema,
+            },
+        )
         assert status == 200, f"CreateTable {table}: {status} {body}"
     finally:
         client.close()

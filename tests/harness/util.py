@@ -1,4 +1,5 @@
 """Small helpers every end-to-end test uses: free ports, polling, processes we own."""
+
 import os
 import pathlib
 import signal
