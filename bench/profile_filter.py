@@ -27,10 +27,9 @@ import argparse
 import collections
 import json
 import pathlib
-import struct
 
 from harness.envoy import wasm_path
-from harness.proxy_wasm import REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS, ROOT_ID, ProxyWasmHost
+from harness.proxy_wasm import ProxyWasmHost
 
 
 def snapshot(nodes: int, port: int = 8000) -> bytes:
@@ -112,40 +111,8 @@ class Host(ProxyWasmHost):
 
     def request(self, ctx: int, operation: str, body: bytes, response: bytes):
         """One request through every callback Envoy makes; returns fuel per callback."""
-        self.maps[REQUEST_HEADERS] = request_headers(operation, len(body))
-        self.maps[RESPONSE_HEADERS] = [
-            (":status", "200"),
-            ("content-type", "application/x-amz-json-1.0"),
-            ("content-length", str(len(response))),
-            ("x-amz-crc32", "2745614147"),
-            ("x-envoy-upstream-service-time", "1"),
-        ]
-        self.buffers = {REQUEST_BODY: body, RESPONSE_BODY: response}
-        spent = {}
-
-        def step(name, *args):
-            before = self.fuel()
-            if self.trace is not None:
-                self.trace.append((name, before))
-            self.fn[name](self.store, *args)
-            spent[name] = before - self.fuel()
-
-        step("proxy_on_context_create", ctx, ROOT_ID)
-        step("proxy_on_request_headers", ctx, len(self.maps[REQUEST_HEADERS]), 0)
-        step("proxy_on_request_body", ctx, len(body), 1)
-        # The upstream Envoy picked: the filter's first candidate when it wrote the header.
-        routed = dict(self.maps[REQUEST_HEADERS]).get("x-alternator-endpoints", "127.0.1.1:8000")
-        self.properties[("upstream", "address")] = routed.split(",")[0].encode()
-        # A plain success, as Envoy reports it: integers are 8 little-endian bytes.
-        self.properties[("response", "code")] = struct.pack("<Q", 200)
-        self.properties[("response", "flags")] = struct.pack("<Q", 0)
-        self.properties[("upstream", "request_attempt_count")] = struct.pack("<Q", 1)
-        step("proxy_on_response_headers", ctx, len(self.maps[RESPONSE_HEADERS]), 0)
-        step("proxy_on_response_body", ctx, len(response), 1)
-        step("proxy_on_log", ctx)
-        step("proxy_on_done", ctx)
-        step("proxy_on_delete", ctx)
-        return spent, routed
+        _, routed = self.request_callbacks(ctx, request_headers(operation, len(body)), body, response=response)
+        return dict(self.spent), routed or "127.0.1.1:8000"
 
 
 SCENARIOS = [

@@ -74,6 +74,8 @@ class ProxyWasmHost:
     def __init__(self, wasm: pathlib.Path, plugin_config: dict | bytes, fuel: bool = False):
         config = wasmtime.Config()
         config.consume_fuel = fuel
+        self.fueled = fuel
+        self.spent = {}
         self.engine = wasmtime.Engine(config)
         self.store = wasmtime.Store(self.engine)
         self.store.set_wasi(wasmtime.WasiConfig())
@@ -301,7 +303,9 @@ class ProxyWasmHost:
         return dict(self.maps.get(kind, [])).get(name)
 
     def request_callbacks(self, ctx: int, headers, body: bytes, upstream=None, response=b"{}", status=200, flags=0):
-        """One stream through every callback Envoy makes; returns what each callback returned.
+        """One stream through every callback Envoy makes; returns what each callback returned
+        and the routing header written. With fuel on, `self.spent` holds the instructions each
+        callback ran.
 
         `upstream`: the `ip:port` Envoy picked (default: the filter's first candidate).
         """
@@ -314,11 +318,15 @@ class ProxyWasmHost:
         ]
         self.buffers = {REQUEST_BODY: body, RESPONSE_BODY: response}
         returned = {}
+        self.spent = {}
 
         def step(name, *args):
+            before = self.fuel() if self.fueled else 0
             if self.trace is not None:
-                self.trace.append((name, self.fuel()))
+                self.trace.append((name, before))
             returned[name] = self.fn[name](self.store, *args)
+            if self.fueled:
+                self.spent[name] = before - self.fuel()
 
         step("proxy_on_context_create", ctx, ROOT_ID)
         step("proxy_on_request_headers", ctx, len(self.maps[REQUEST_HEADERS]), 0 if body else 1)
