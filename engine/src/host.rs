@@ -50,8 +50,9 @@ pub trait Host {
     /// A value shared by every worker of this proxy, and its compare-and-swap token
     /// (`None` value: the key does not exist).
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Writes a shared value; with `cas`, only if nobody wrote since that token was read
-    /// (`Some(0)`: only if the key does not exist yet).
+    /// Writes a shared value; with `cas`, only if nobody wrote since that token was read.
+    /// `None` or a token of 0 (what reading a missing key gives) writes unconditionally, as
+    /// proxy-wasm does: the first write of a key cannot be guarded.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError>;
 
     /// The id of the metric `name` (labels encoded in the name, see `metrics`), defining it

@@ -89,6 +89,15 @@ pub fn answer_outcome(status: Option<&str>) -> Option<PollOutcome> {
     }
 }
 
+/// A non-zero lease owner id from a worker's random seed (the SplitMix64 finaliser, so that
+/// nearby seeds give unrelated ids).
+fn worker_id(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -202,10 +211,15 @@ impl Poller {
         Poller::default()
     }
 
-    /// A (re)configured worker: gets its process-unique id once, and starts polling afresh.
-    pub fn configure(&mut self, host: &impl Host) {
+    /// A (re)configured worker: takes its lease owner id once, and starts polling afresh.
+    ///
+    /// The id comes from the host's randomness (`seed`), not from a counter in shared state:
+    /// proxy-wasm's compare-and-swap cannot guard the first write of a key (a token of 0 means
+    /// "no check"), so two workers configured at once could both count to 1 and both hold
+    /// the lease.
+    pub fn configure(&mut self, seed: u64) {
         if self.worker_id == 0 {
-            self.worker_id = shared::next_worker_id(host);
+            self.worker_id = worker_id(seed);
         }
         self.schedule = PollSchedule::default();
     }
@@ -254,11 +268,7 @@ impl Poller {
         let (current, cas) = host.shared_get(shared::POLL_LEASE);
         let held = match lease::claim(current.as_deref(), self.worker_id, now, ttl) {
             Some(next) => host
-                .shared_set(
-                    shared::POLL_LEASE,
-                    next.encode().as_bytes(),
-                    cas.or(Some(0)),
-                )
+                .shared_set(shared::POLL_LEASE, next.encode().as_bytes(), cas)
                 .is_ok(),
             None => false,
         };
@@ -507,10 +517,7 @@ fn set_reachable(host: &impl Host, reachable: bool, detail: &str) {
     if current.as_deref() == Some(flag) {
         return;
     }
-    if host
-        .shared_set(shared::AGENT_REACHABLE, flag, cas.or(Some(0)))
-        .is_err()
-    {
+    if host.shared_set(shared::AGENT_REACHABLE, flag, cas).is_err() {
         return; // Another worker recorded (and logged) the change.
     }
     if reachable {

@@ -29,7 +29,9 @@ impl<H: Host + Clone> Root<H> {
     }
 
     /// Applies a plugin configuration; on success returns the tick period the host must
-    /// call [`Root::on_tick`] with. An invalid configuration is logged with the field it
+    /// call [`Root::on_tick`] with. `seed` is the host's randomness for this worker: it
+    /// starts the worker's round robin and names it as a poll-lease owner, so every worker
+    /// of one proxy needs its own. An invalid configuration is logged with the field it
     /// names and leaves the previous one in force.
     pub fn configure(&mut self, bytes: &[u8], seed: u64) -> Result<Duration, ConfigError> {
         let config = match FilterConfig::parse(bytes) {
@@ -39,7 +41,7 @@ impl<H: Host + Clone> Root<H> {
                 return Err(e);
             }
         };
-        self.poller.configure(&self.host);
+        self.poller.configure(seed);
         if let Some(previous) = &self.worker {
             previous.metrics.flush(&self.host);
         }

@@ -23,8 +23,6 @@ pub const CONFIRMED_AT_MS: &str = "alternator-mesh.confirmed-at-ms";
 pub const AGENT_REACHABLE: &str = "alternator-mesh.agent-reachable";
 /// The poll lease (see `lease.rs`).
 pub const POLL_LEASE: &str = "alternator-mesh.poll-lease";
-/// Counter handing out worker ids for the lease.
-pub const WORKER_SEQ: &str = "alternator-mesh.worker-seq";
 /// `1` when some worker routed DynamoDB traffic since the last poll told the agent so.
 pub const TRAFFIC: &str = "alternator-mesh.traffic";
 /// JSON object table → partition-key name learned from CreateTable / DescribeTable.
@@ -38,24 +36,12 @@ pub const PASSIVE_HEALTH: &str = "alternator-mesh.passive-health";
 pub const PASSIVE_HEALTH_VERSION: &str = "alternator-mesh.passive-health-version";
 
 /// How often a CAS update is retried before giving up (another worker keeps making progress).
+///
+/// A key's first write cannot be guarded (the host's CAS token 0 means "no check"), so two
+/// workers racing to create a key may lose one update: a learned key name is learned again
+/// from the next DescribeTable, a passive-health observation is made again by the next
+/// request, and a lease claimed twice overlaps for one tick.
 const CAS_ATTEMPTS: usize = 8;
-
-/// A process-unique id for this worker VM, from a CAS counter in shared data.
-pub fn next_worker_id(host: &impl Host) -> u64 {
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host.shared_get(WORKER_SEQ);
-        let current = value.as_deref().and_then(parse_u64).unwrap_or(0);
-        let next = current.wrapping_add(1);
-        if host
-            .shared_set(WORKER_SEQ, next.to_string().as_bytes(), cas.or(Some(0)))
-            .is_ok()
-        {
-            return next;
-        }
-    }
-    // Contention this persistent is not expected; a clock-derived id keeps the lease working.
-    host.now_ms() ^ 0x9e37_79b9_7f4a_7c15
-}
 
 pub fn parse_u64(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
@@ -91,10 +77,7 @@ pub fn learn_key(host: &impl Host, table: &str, key: &str) -> bool {
         let Ok(bytes) = serde_json::to_vec(&map) else {
             return false;
         };
-        if host
-            .shared_set(LEARNED_KEYS, &bytes, cas.or(Some(0)))
-            .is_ok()
-        {
+        if host.shared_set(LEARNED_KEYS, &bytes, cas).is_ok() {
             bump(host, LEARNED_KEYS_VERSION);
             return true;
         }
@@ -118,7 +101,7 @@ pub fn update_passive_health(
             return Some(table);
         }
         if host
-            .shared_set(PASSIVE_HEALTH, &table.to_json(), cas.or(Some(0)))
+            .shared_set(PASSIVE_HEALTH, &table.to_json(), cas)
             .is_ok()
         {
             bump(host, PASSIVE_HEALTH_VERSION);
