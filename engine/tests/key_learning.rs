@@ -41,10 +41,7 @@ fn table_call(
     let mut stream = MockStream::dynamodb(operation, &request);
     let (mut flow, action) = send(root, &mut stream);
     assert_eq!(action, Action::Continue);
-    stream
-        .response_headers
-        .insert(":status".into(), status.as_bytes().to_vec());
-    stream.response_body = body.as_bytes().to_vec();
+    stream.answer(status, body);
     assert_eq!(flow.on_response_headers(&mut stream), Action::Continue);
     let half = body.len() / 2;
     let first = flow.on_response_body(&mut stream, half, false);
@@ -216,10 +213,7 @@ fn a_description_over_max_body_bytes_is_not_buffered() {
     assert!(body.len() > 64);
     let mut stream = MockStream::dynamodb("DescribeTable", r#"{"TableName":"users"}"#);
     let (mut flow, _) = send(&root, &mut stream);
-    stream
-        .response_headers
-        .insert(":status".into(), b"200".to_vec());
-    stream.response_body = body.as_bytes().to_vec();
+    stream.answer("200", &body);
     flow.on_response_headers(&mut stream);
     assert_eq!(flow.on_response_body(&mut stream, 60, false), Action::Pause);
     assert_eq!(
@@ -240,10 +234,7 @@ fn without_affinity_nothing_is_learned_and_no_answer_is_read() {
     let body = described("users", "id");
     let mut stream = MockStream::dynamodb("DescribeTable", r#"{"TableName":"users"}"#);
     let (mut flow, _) = send(&root, &mut stream);
-    stream
-        .response_headers
-        .insert(":status".into(), b"200".to_vec());
-    stream.response_body = body.as_bytes().to_vec();
+    stream.answer("200", &body);
     assert_eq!(flow.on_response_headers(&mut stream), Action::Continue);
     assert_eq!(
         flow.on_response_body(&mut stream, 10, false),

@@ -13,10 +13,7 @@ use support::*;
 
 #[test]
 fn only_one_worker_of_a_proxy_polls() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, b_host, mut b) = two_workers("{}");
     assert_ne!(a.poller().worker_id(), b.poller().worker_id());
 
     a.on_tick();
@@ -53,10 +50,7 @@ fn only_one_worker_of_a_proxy_polls() {
 
 #[test]
 fn when_the_holders_root_ends_another_worker_polls_on_its_very_next_tick() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, b_host, mut b) = two_workers("{}");
     poll_snapshot(&a_host, &mut a, &three_nodes(1));
     b.on_tick();
     assert_eq!(b_host.calls(), []);
@@ -92,10 +86,7 @@ fn when_the_holders_root_ends_another_worker_polls_on_its_very_next_tick() {
 
 #[test]
 fn a_root_that_does_not_hold_the_lease_leaves_it_alone_when_it_ends() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, _, mut b) = two_workers("{}");
     a.on_tick();
     b.on_tick();
     let lease = a_host.shared_str(shared::POLL_LEASE);
@@ -105,10 +96,7 @@ fn a_root_that_does_not_hold_the_lease_leaves_it_alone_when_it_ends() {
 
 #[test]
 fn when_the_holder_stops_ticking_another_worker_takes_over_once_the_lease_expires() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, r#"{"agent":{"lease_ms":4000}}"#);
-    let mut b = configured(&b_host, r#"{"agent":{"lease_ms":4000}}"#);
+    let (a_host, mut a, b_host, mut b) = two_workers(r#"{"agent":{"lease_ms":4000}}"#);
     a.on_tick();
     let _never_answered = a_host.take_one_call();
 
@@ -148,10 +136,7 @@ fn workers_get_distinct_lease_ids_from_their_seeds_not_from_shared_state() {
 
 #[test]
 fn workers_ticking_in_turn_never_both_poll() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, b_host, mut b) = two_workers("{}");
     for _ in 0..4 {
         a.on_tick();
         b.on_tick();

@@ -68,10 +68,7 @@ fn before_any_snapshot_requests_are_left_to_envoys_fallback_policy() {
 
 #[test]
 fn a_new_snapshot_reaches_another_worker_on_its_tick() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, _, mut b) = two_workers("{}");
     poll_snapshot(&a_host, &mut a, &three_nodes(1));
     assert_eq!(version_of(&b), None);
     b.on_tick();
@@ -86,10 +83,7 @@ fn a_new_snapshot_reaches_another_worker_on_its_tick() {
 
 #[test]
 fn a_new_snapshot_reaches_a_busy_worker_within_32_requests() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, _, mut b) = two_workers("{}");
     poll_snapshot(&a_host, &mut a, &three_nodes(1));
     b.on_tick();
 
@@ -112,10 +106,7 @@ fn a_new_snapshot_reaches_a_busy_worker_within_32_requests() {
 
 #[test]
 fn a_stored_snapshot_a_worker_cannot_read_keeps_its_previous_view() {
-    let a_host = MockHost::new();
-    let b_host = a_host.sibling();
-    let mut a = configured(&a_host, "{}");
-    let mut b = configured(&b_host, "{}");
+    let (a_host, mut a, b_host, mut b) = two_workers("{}");
     poll_snapshot(&a_host, &mut a, &three_nodes(1));
     b.on_tick();
 

@@ -504,6 +504,13 @@ pub struct MockStream {
 }
 
 impl MockStream {
+    /// The upstream's answer as the response callbacks will see it.
+    pub fn answer(&mut self, status: &str, body: &str) {
+        self.response_headers
+            .insert(":status".into(), status.as_bytes().to_vec());
+        self.response_body = body.as_bytes().to_vec();
+    }
+
     /// A request with these headers (names lower case, as Envoy stores them).
     pub fn request(headers: &[(&str, &str)]) -> Self {
         MockStream {
@@ -690,6 +697,15 @@ pub fn etag(version: u64) -> String {
 }
 
 // --- roots and requests ---
+
+/// Two workers of one proxy (`a` is the first), both configured with `config`.
+pub fn two_workers(config: &str) -> (MockHost, Root<MockHost>, MockHost, Root<MockHost>) {
+    let a_host = MockHost::new();
+    let b_host = a_host.sibling();
+    let a = configured(&a_host, config);
+    let b = configured(&b_host, config);
+    (a_host, a, b_host, b)
+}
 
 /// A configured root, seeded by its worker's [`MockHost::seed`] (round robin starts at the
 /// snapshot's first node).
