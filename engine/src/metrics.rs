@@ -406,14 +406,6 @@ impl Metrics {
         }
     }
 
-    /// Requests counted for `node` since the last flush, as (first choice, fallback).
-    pub fn pending_served(&self, node: &str) -> [u64; 2] {
-        let index = self.served_index.borrow().get(node).copied();
-        index
-            .and_then(|i| self.served.borrow().get(i).map(|s| s.pending))
-            .unwrap_or([0, 0])
-    }
-
     /// The snapshot gauges, recorded at once.
     pub fn snapshot(&self, host: &impl Host, version: u64, age_seconds: u64, nodes: u64) {
         for (metric, value) in [
