@@ -35,15 +35,6 @@ pub enum Policy {
     Random,
 }
 
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::RoundRobin => "round_robin",
-            Policy::Random => "random",
-        }
-    }
-}
-
 /// Which DynamoDB requests are routed by their partition key (`none`, `rmw`, `any_write`).
 pub use alternator_routing::dynamodb::AffinityMode;
 /// What happens when no node of the configured scope is usable (`fallback`: widen rack →
