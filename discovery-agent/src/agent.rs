@@ -234,6 +234,11 @@ where
             max_records: settings.max_records,
             mode: settings.scope_mode,
             apex_scope: policy.scope.clone(),
+            declared: std::iter::successors(Some(policy.scope.clone()), Scope::parent)
+                .chain(config.extra_datacenters.iter().map(|dc| Scope::Datacenter {
+                    datacenter: dc.clone(),
+                }))
+                .collect(),
         };
         tokio::spawn(crate::dns::serve(
             sockets,

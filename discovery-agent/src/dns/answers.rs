@@ -81,7 +81,8 @@ impl Family {
 pub enum Selection {
     /// The name exists; these are its usable addresses (possibly none: NODATA).
     Nodes(Vec<IpAddr>),
-    /// Nothing in the snapshot carries this datacenter or rack (strict mode): NXDOMAIN.
+    /// Strict mode, and neither the snapshot nor the configuration knows this datacenter or
+    /// rack: NXDOMAIN.
     NoSuchName,
 }
 
@@ -114,18 +115,21 @@ fn policy(location: &Location, apex: &Scope, mode: ScopeMode, nodes: &[Node]) ->
 
 /// Every usable address a name answers, in snapshot order: the active nodes of the innermost
 /// scope of the chain that has any; failing that, the quarantined nodes of the innermost scope
-/// that has any. Only addresses of `family` count.
+/// that has any. Only addresses of `family` count. `declared` are the scopes the agent was
+/// configured with (its own rack and datacenter, extra datacenters): they exist even while no
+/// node of theirs is listed.
 pub fn select(
     nodes: &[Node],
     location: &Location,
     apex: &Scope,
+    declared: &[Scope],
     mode: ScopeMode,
     family: Family,
 ) -> Selection {
     let policy = policy(location, apex, mode, nodes);
     let named_exists = match &policy.scope {
         Scope::Cluster => true,
-        scope => nodes.iter().any(|n| scope.contains(n)),
+        scope => nodes.iter().any(|n| scope.contains(n)) || declared.iter().any(|d| same(d, scope)),
     };
     if mode == ScopeMode::Strict && !named_exists && *location != Location::Apex {
         return Selection::NoSuchName;
@@ -144,6 +148,27 @@ pub fn select(
         }
     }
     Selection::Nodes(Vec::new())
+}
+
+/// Scope equality as DNS names compare: without regard to ASCII case.
+fn same(a: &Scope, b: &Scope) -> bool {
+    match (a, b) {
+        (Scope::Cluster, Scope::Cluster) => true,
+        (Scope::Datacenter { datacenter: x }, Scope::Datacenter { datacenter: y }) => {
+            x.eq_ignore_ascii_case(y)
+        }
+        (
+            Scope::Rack {
+                datacenter: x,
+                rack: r,
+            },
+            Scope::Rack {
+                datacenter: y,
+                rack: q,
+            },
+        ) => x.eq_ignore_ascii_case(y) && r.eq_ignore_ascii_case(q),
+        _ => false,
+    }
 }
 
 /// Up to `max` of `addresses`, in random order: a fresh shuffle per answer spreads clients

@@ -36,6 +36,9 @@ pub struct Zone {
     pub mode: ScopeMode,
     /// The scope the apex stands for (the agent's own).
     pub apex_scope: Scope,
+    /// Scopes the configuration names (the apex scope's chain, extra datacenters): in strict
+    /// mode they exist even while none of their nodes is listed.
+    pub declared: Vec<Scope>,
 }
 
 /// The bounded `name` label of the query metrics.
@@ -200,7 +203,14 @@ fn decide<R: Rng + ?Sized>(
     };
     // Other types still need to know whether the name exists (NODATA vs NXDOMAIN).
     let existence = family.unwrap_or(Family::V4);
-    match select(nodes, &location, &zone.apex_scope, zone.mode, existence) {
+    match select(
+        nodes,
+        &location,
+        &zone.apex_scope,
+        &zone.declared,
+        zone.mode,
+        existence,
+    ) {
         Selection::NoSuchName => {
             set(response, ResponseCode::NXDomain);
             response.add_authority(soa(zone));

@@ -62,6 +62,7 @@ fn apex_answers_the_agents_scope_active_nodes_only() {
         &cluster(),
         &Location::Apex,
         &apex,
+        &[],
         ScopeMode::Fallback,
         Family::V4,
     );
@@ -70,6 +71,7 @@ fn apex_answers_the_agents_scope_active_nodes_only() {
         &cluster(),
         &Location::Apex,
         &Scope::Cluster,
+        &[],
         ScopeMode::Strict,
         Family::V4,
     );
@@ -85,6 +87,7 @@ fn families_are_separate() {
         &cluster(),
         &rack("dc1", "r1"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Strict,
         Family::V6,
     );
@@ -97,6 +100,7 @@ fn names_match_without_regard_to_case() {
         &cluster(),
         &rack("DC1", "R2"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Strict,
         Family::V4,
     );
@@ -116,6 +120,7 @@ fn quarantined_only_when_no_active_node_anywhere_allowed() {
         &nodes,
         &rack("dc1", "r1"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Fallback,
         Family::V4,
     );
@@ -125,6 +130,7 @@ fn quarantined_only_when_no_active_node_anywhere_allowed() {
         &nodes,
         &rack("dc1", "r1"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Strict,
         Family::V4,
     );
@@ -135,6 +141,7 @@ fn quarantined_only_when_no_active_node_anywhere_allowed() {
         &only_down,
         &rack("dc1", "r1"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Fallback,
         Family::V4,
     );
@@ -147,6 +154,7 @@ fn unknown_names_widen_in_fallback_and_do_not_exist_when_strict() {
         &cluster(),
         &rack("dc1", "r9"),
         &Scope::Cluster,
+        &[],
         ScopeMode::Fallback,
         Family::V4,
     );
@@ -155,6 +163,7 @@ fn unknown_names_widen_in_fallback_and_do_not_exist_when_strict() {
         &cluster(),
         &Location::Datacenter("dc9".into()),
         &Scope::Cluster,
+        &[],
         ScopeMode::Fallback,
         Family::V4,
     );
@@ -162,11 +171,25 @@ fn unknown_names_widen_in_fallback_and_do_not_exist_when_strict() {
         got,
         Selection::Nodes(ips(&["10.0.0.1", "10.0.0.3", "10.0.1.1"]))
     );
+    // A configured scope exists even while none of its nodes is listed.
+    let declared = [Scope::Datacenter {
+        datacenter: "dc9".into(),
+    }];
+    let got = select(
+        &cluster(),
+        &Location::Datacenter("DC9".into()),
+        &Scope::Cluster,
+        &declared,
+        ScopeMode::Strict,
+        Family::V4,
+    );
+    assert_eq!(got, Selection::Nodes(vec![]));
     for location in [rack("dc1", "r9"), Location::Datacenter("dc9".into())] {
         let got = select(
             &cluster(),
             &location,
             &Scope::Cluster,
+            &[],
             ScopeMode::Strict,
             Family::V4,
         );
