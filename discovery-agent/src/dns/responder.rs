@@ -305,3 +305,6 @@ pub fn query_bytes(id: u16, name: &Name, qtype: RecordType, edns_payload: Option
     }
     message.to_vec().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
