@@ -114,9 +114,9 @@ pub fn rcode_label(rcode: ResponseCode) -> &'static str {
 }
 
 /// Answers one query. `nodes` is `None` before the agent's first discovery (SERVFAIL, so
-/// resolvers retry rather than cache a negative answer). `udp_limit` is `Some(size)` over UDP
-/// — the response never exceeds what the client advertised (512 without EDNS) — and `None`
-/// over TCP, where only the 65535-byte frame limits it.
+/// resolvers retry rather than cache a negative answer). Over UDP (`udp`) the response never
+/// exceeds what the client advertised (512 bytes without EDNS); over TCP only the 65535-byte
+/// frame limits it.
 pub fn respond<R: Rng + ?Sized>(
     zone: &Zone,
     packet: &[u8],
