@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alternator_routing::endpoint::Scheme;
 use alternator_routing::health::HealthThresholds;
-use alternator_routing::scope::{Scope, ScopeError, ScopeMode as RoutingScopeMode, ScopePolicy};
+use alternator_routing::scope::{Scope, ScopeError, ScopePolicy};
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 use bytes::Bytes;
 use rand::Rng;
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use crate::config::{AgentConfig, ConfigError, ScopeMode};
+use crate::config::{AgentConfig, ConfigError};
 use crate::discovery::{
     ask_order, backoff_delay, refresh, DiscoveryPlan, RefreshReport, ScopeMemory, ScopeOutcome,
 };
@@ -128,10 +128,7 @@ pub fn unix_ms() -> u64 {
 pub fn scope_policy(config: &AgentConfig) -> Result<ScopePolicy, ScopeError> {
     Ok(ScopePolicy {
         scope: Scope::from_names(config.datacenter.as_deref(), config.rack.as_deref())?,
-        mode: match config.scope_mode {
-            ScopeMode::Fallback => RoutingScopeMode::Fallback,
-            ScopeMode::Strict => RoutingScopeMode::Strict,
-        },
+        mode: config.scope_mode.into(),
     })
 }
 

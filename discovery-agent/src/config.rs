@@ -33,6 +33,15 @@ pub enum ScopeMode {
     Strict,
 }
 
+impl From<ScopeMode> for alternator_routing::scope::ScopeMode {
+    fn from(mode: ScopeMode) -> Self {
+        match mode {
+            ScopeMode::Fallback => alternator_routing::scope::ScopeMode::Fallback,
+            ScopeMode::Strict => alternator_routing::scope::ScopeMode::Strict,
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -441,10 +450,7 @@ impl Cli {
                     zone: parse_zone(&self.dns_zone)?,
                     ttl: self.dns_ttl,
                     max_records: self.dns_max_records,
-                    scope_mode: match self.dns_scope_mode {
-                        ScopeMode::Fallback => alternator_routing::scope::ScopeMode::Fallback,
-                        ScopeMode::Strict => alternator_routing::scope::ScopeMode::Strict,
-                    },
+                    scope_mode: self.dns_scope_mode.into(),
                 }),
             },
         };

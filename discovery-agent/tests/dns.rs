@@ -77,17 +77,21 @@ async fn udp(server: SocketAddr, text: &str, qtype: RecordType, edns: Option<u16
     Message::from_vec(&bytes).unwrap()
 }
 
-async fn tcp(server: SocketAddr, text: &str, qtype: RecordType) -> Message {
-    let mut stream = TcpStream::connect(server).await.unwrap();
-    let packet = query(text, qtype, None);
+/// One framed query and its answer on an open TCP connection (RFC 1035 §4.2.2).
+async fn exchange(stream: &mut TcpStream, packet: &[u8]) -> Message {
     let mut frame = u16::try_from(packet.len()).unwrap().to_be_bytes().to_vec();
-    frame.extend_from_slice(&packet);
+    frame.extend_from_slice(packet);
     stream.write_all(&frame).await.unwrap();
     let mut length = [0u8; 2];
     stream.read_exact(&mut length).await.unwrap();
     let mut body = vec![0u8; usize::from(u16::from_be_bytes(length))];
     stream.read_exact(&mut body).await.unwrap();
     Message::from_vec(&body).unwrap()
+}
+
+async fn tcp(server: SocketAddr, text: &str, qtype: RecordType) -> Message {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    exchange(&mut stream, &query(text, qtype, None)).await
 }
 
 fn addresses(message: &Message) -> BTreeSet<IpAddr> {
@@ -420,14 +424,7 @@ async fn malformed_packets_are_dropped_counted_and_survived() {
     for id in 0..3u8 {
         let mut packet = query(ZONE, RecordType::A, None);
         packet[1] = id;
-        let mut frame = u16::try_from(packet.len()).unwrap().to_be_bytes().to_vec();
-        frame.extend_from_slice(&packet);
-        stream.write_all(&frame).await.unwrap();
-        let mut length = [0u8; 2];
-        stream.read_exact(&mut length).await.unwrap();
-        let mut body = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        stream.read_exact(&mut body).await.unwrap();
-        let reply = Message::from_vec(&body).unwrap();
+        let reply = exchange(&mut stream, &packet).await;
         assert_eq!(reply.metadata.id & 0xff, u16::from(id));
         assert_eq!(addresses(&reply), set(&[n(1)]));
     }
