@@ -225,18 +225,7 @@ where
             Some(dns) => dns.clone(),
             None => DnsConfig::new(sockets.local_addr().unwrap_or(([127, 0, 0, 1], 0).into())),
         };
-        let zone = Zone {
-            apex: settings.zone,
-            ttl: u32::try_from(settings.ttl.as_secs()).unwrap_or(u32::MAX),
-            max_records: settings.max_records,
-            mode: settings.scope_mode,
-            apex_scope: policy.scope.clone(),
-            declared: std::iter::successors(Some(policy.scope.clone()), Scope::parent)
-                .chain(config.extra_datacenters.iter().map(|dc| Scope::Datacenter {
-                    datacenter: dc.clone(),
-                }))
-                .collect(),
-        };
+        let zone = Zone::new(&settings, &policy.scope, &config.extra_datacenters);
         tokio::spawn(crate::dns::serve(
             sockets,
             zone,

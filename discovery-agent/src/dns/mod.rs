@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alternator_routing::scope::ScopeMode;
+use alternator_routing::scope::{Scope, ScopeMode};
 use hickory_proto::rr::Name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -62,6 +62,27 @@ impl DnsConfig {
             ttl: DEFAULT_TTL,
             max_records: DEFAULT_MAX_RECORDS,
             scope_mode: ScopeMode::Fallback,
+        }
+    }
+}
+
+impl Zone {
+    /// The zone `settings` describe, for an agent whose own scope is `agent_scope`.
+    pub fn new(settings: &DnsConfig, agent_scope: &Scope, extra_datacenters: &[String]) -> Zone {
+        // The agent's scope, its wider scopes and the extra datacenters exist by configuration,
+        // even while none of their nodes is listed.
+        let declared = std::iter::successors(Some(agent_scope.clone()), Scope::parent)
+            .chain(extra_datacenters.iter().map(|dc| Scope::Datacenter {
+                datacenter: dc.clone(),
+            }))
+            .collect();
+        Zone {
+            apex: settings.zone.clone(),
+            ttl: u32::try_from(settings.ttl.as_secs()).unwrap_or(u32::MAX),
+            max_records: settings.max_records,
+            mode: settings.scope_mode,
+            apex_scope: agent_scope.clone(),
+            declared,
         }
     }
 }
