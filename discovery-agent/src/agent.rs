@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alternator_routing::endpoint::Scheme;
 use alternator_routing::health::HealthThresholds;
-use alternator_routing::scope::{Scope, ScopeError, ScopeMode as RoutingScopeMode, ScopePolicy};
+use alternator_routing::scope::{Scope, ScopeError, ScopePolicy};
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 use bytes::Bytes;
 use rand::Rng;
@@ -17,10 +17,11 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use crate::config::{AgentConfig, ConfigError, ScopeMode};
+use crate::config::{AgentConfig, ConfigError};
 use crate::discovery::{
     ask_order, backoff_delay, refresh, DiscoveryPlan, RefreshReport, ScopeMemory, ScopeOutcome,
 };
+use crate::dns::{DnsConfig, DnsSockets, Zone};
 use crate::eds;
 use crate::metrics::{Metrics, RefreshOutcome};
 use crate::topology::Topology;
@@ -38,6 +39,14 @@ pub enum AgentError {
     /// The scope configuration is invalid.
     #[error("invalid value for --rack/--datacenter: {0}")]
     Scope(#[from] ScopeError),
+    /// The DNS address could not be bound.
+    #[error("cannot listen for DNS on {address} (--dns-listen): {source}")]
+    DnsListen {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// One published snapshot with its encodings, built once per content change.
@@ -119,10 +128,7 @@ pub fn unix_ms() -> u64 {
 pub fn scope_policy(config: &AgentConfig) -> Result<ScopePolicy, ScopeError> {
     Ok(ScopePolicy {
         scope: Scope::from_names(config.datacenter.as_deref(), config.rack.as_deref())?,
-        mode: match config.scope_mode {
-            ScopeMode::Fallback => RoutingScopeMode::Fallback,
-            ScopeMode::Strict => RoutingScopeMode::Strict,
-        },
+        mode: config.scope_mode.into(),
     })
 }
 
@@ -147,10 +153,58 @@ where
     run_with_transport(config, listener, transport, shutdown).await
 }
 
-/// [`run`] with any [`Transport`] (tests use an in-memory one).
+/// [`run`] with any [`Transport`] (tests use an in-memory one). Binds the DNS listener when the
+/// configuration has one.
 pub async fn run_with_transport<T, F>(
     config: AgentConfig,
     listener: TcpListener,
+    transport: T,
+    shutdown: F,
+) -> Result<(), AgentError>
+where
+    T: Transport,
+    F: Future<Output = ()> + Send,
+{
+    config.validate()?;
+    let dns =
+        match &config.dns {
+            Some(dns) => Some(DnsSockets::bind(dns.listen).await.map_err(|source| {
+                AgentError::DnsListen {
+                    address: dns.listen,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    run_with_sockets(config, listener, dns, transport, shutdown).await
+}
+
+/// [`run`] with DNS on sockets the caller bound (tests bind port 0 and read it back). The
+/// DNS settings come from `config.dns`, or the defaults when it is `None`.
+pub async fn run_with_dns<F>(
+    config: AgentConfig,
+    listener: TcpListener,
+    dns: DnsSockets,
+    shutdown: F,
+) -> Result<(), AgentError>
+where
+    F: Future<Output = ()> + Send,
+{
+    config.validate()?;
+    let transport = HttpTransport::new(
+        config.scheme,
+        config.port,
+        config.tls.as_ref(),
+        config.connect_timeout,
+    )?;
+    run_with_sockets(config, listener, Some(dns), transport, shutdown).await
+}
+
+/// The agent on already bound sockets: the API on `listener`, DNS on `dns` if given.
+pub async fn run_with_sockets<T, F>(
+    config: AgentConfig,
+    listener: TcpListener,
+    dns: Option<DnsSockets>,
     transport: T,
     shutdown: F,
 ) -> Result<(), AgentError>
@@ -166,6 +220,19 @@ where
     if let Ok(address) = listener.local_addr() {
         info!(%address, scopes = ?plan.scopes().iter().map(Scope::localnodes_query).collect::<Vec<_>>(), "agent API listening");
     }
+    let dns_server = dns.map(|sockets| {
+        let settings = match &config.dns {
+            Some(dns) => dns.clone(),
+            None => DnsConfig::new(sockets.local_addr().unwrap_or(([127, 0, 0, 1], 0).into())),
+        };
+        let zone = Zone::new(&settings, &policy.scope, &config.extra_datacenters);
+        tokio::spawn(crate::dns::serve(
+            sockets,
+            zone,
+            shared.clone(),
+            stop_rx.clone(),
+        ))
+    });
     let discoverer = Discoverer::new(&config, plan, Arc::new(transport), shared.clone());
     let discovery = tokio::spawn(discoverer.run(stop_rx.clone()));
     let server = tokio::spawn(crate::api::serve(listener, shared, stop_rx));
@@ -174,6 +241,9 @@ where
     let _ = stop_tx.send(true);
     let _ = discovery.await;
     let _ = server.await;
+    if let Some(dns_server) = dns_server {
+        let _ = dns_server.await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -14,6 +14,9 @@ use alternator_routing::health::{
     PROBE_CONCURRENCY_RANGE,
 };
 use clap::{Parser, ValueEnum};
+use hickory_proto::rr::Name;
+
+use crate::dns::{DnsConfig, DEFAULT_ZONE, MAX_RECORDS_LIMIT};
 
 /// Exit status for a bad flag or environment value (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: i32 = 64;
@@ -28,6 +31,15 @@ pub enum ScopeMode {
     Fallback,
     /// Learn only the narrowest configured scope (plus explicitly named extra datacenters).
     Strict,
+}
+
+impl From<ScopeMode> for alternator_routing::scope::ScopeMode {
+    fn from(mode: ScopeMode) -> Self {
+        match mode {
+            ScopeMode::Fallback => alternator_routing::scope::ScopeMode::Fallback,
+            ScopeMode::Strict => alternator_routing::scope::ScopeMode::Strict,
+        }
+    }
 }
 
 /// Log line format.
@@ -163,6 +175,29 @@ pub struct Cli {
     )]
     pub cluster_name: String,
 
+    /// Address for DNS answers over UDP and TCP (e.g. `127.0.0.1:5353`). Unset: no DNS.
+    #[arg(long, env = "ALTERNATOR_AGENT_DNS_LISTEN")]
+    pub dns_listen: Option<SocketAddr>,
+
+    /// The DNS zone answered: the apex names the agent's scope, `<dc>.<zone>` a datacenter,
+    /// `<rack>.<dc>.<zone>` a rack.
+    #[arg(long, env = "ALTERNATOR_AGENT_DNS_ZONE", default_value = DEFAULT_ZONE)]
+    pub dns_zone: String,
+
+    /// TTL of DNS records (whole seconds, e.g. `4s`).
+    #[arg(long, env = "ALTERNATOR_AGENT_DNS_TTL", default_value = "4s", value_parser = parse_duration)]
+    pub dns_ttl: Duration,
+
+    /// Address records per DNS answer, at most (1-64); more serve clients with their own
+    /// failover.
+    #[arg(long, env = "ALTERNATOR_AGENT_DNS_MAX_RECORDS", default_value_t = 1)]
+    pub dns_max_records: usize,
+
+    /// `fallback`: a rack or datacenter name with no usable node answers its wider scope;
+    /// `strict`: it answers nothing.
+    #[arg(long, env = "ALTERNATOR_AGENT_DNS_SCOPE_MODE", value_enum, default_value_t = ScopeMode::Fallback)]
+    pub dns_scope_mode: ScopeMode,
+
     /// Log format.
     #[arg(long, env = "ALTERNATOR_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -239,6 +274,8 @@ pub struct AgentConfig {
     pub probe_concurrency: usize,
     /// EDS cluster name.
     pub cluster_name: String,
+    /// The DNS listener; `None`: off.
+    pub dns: Option<DnsConfig>,
 }
 
 impl AgentConfig {
@@ -268,6 +305,7 @@ impl AgentConfig {
             probe_timeout: Duration::from_millis(DEFAULT_PROBE_TIMEOUT_MS),
             probe_concurrency: DEFAULT_PROBE_CONCURRENCY as usize,
             cluster_name: "alternator".to_owned(),
+            dns: None,
         }
     }
 
@@ -330,6 +368,9 @@ impl AgentConfig {
             ));
         }
         validate_name("--cluster-name", &self.cluster_name)?;
+        if let Some(dns) = &self.dns {
+            validate_dns(dns)?;
+        }
         match (&self.tls, self.scheme) {
             (Some(_), Scheme::Http) => {
                 return Err(ConfigError::new(
@@ -402,10 +443,61 @@ impl Cli {
             probe_timeout: self.probe_timeout,
             probe_concurrency: self.probe_concurrency as usize,
             cluster_name: self.cluster_name,
+            dns: match self.dns_listen {
+                None => None,
+                Some(listen) => Some(DnsConfig {
+                    listen,
+                    zone: parse_zone(&self.dns_zone)?,
+                    ttl: self.dns_ttl,
+                    max_records: self.dns_max_records,
+                    scope_mode: self.dns_scope_mode.into(),
+                }),
+            },
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Parses a zone apex: a fully qualified name (a trailing dot is added), not the root.
+pub fn parse_zone(text: &str) -> Result<Name, ConfigError> {
+    let text = text.trim();
+    let fqdn = if text.ends_with('.') {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    };
+    let name = Name::from_ascii(&fqdn)
+        .map_err(|error| ConfigError::new("--dns-zone", format!("{text:?}: {error}")))?;
+    if name.is_root() {
+        return Err(ConfigError::new(
+            "--dns-zone",
+            "must name a zone below the root (e.g. alternator.local.)",
+        ));
+    }
+    Ok(name.to_lowercase())
+}
+
+fn validate_dns(dns: &DnsConfig) -> Result<(), ConfigError> {
+    if dns.zone.is_root() || !dns.zone.is_fqdn() {
+        return Err(ConfigError::new(
+            "--dns-zone",
+            "must be a fully qualified name below the root",
+        ));
+    }
+    if dns.ttl.subsec_nanos() != 0 || dns.ttl.as_secs() > 86_400 {
+        return Err(ConfigError::new(
+            "--dns-ttl",
+            "must be a whole number of seconds, at most one day",
+        ));
+    }
+    if !(1..=MAX_RECORDS_LIMIT).contains(&dns.max_records) {
+        return Err(ConfigError::new(
+            "--dns-max-records",
+            format!("must be 1-{MAX_RECORDS_LIMIT}"),
+        ));
+    }
+    Ok(())
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -515,6 +607,39 @@ mod tests {
     }
 
     #[test]
+    fn dns_is_off_by_default_and_has_documented_defaults() {
+        let c = cli(&["--seeds", "10.0.0.1"]).unwrap();
+        assert!(c.dns.is_none());
+        let c = cli(&["--seeds", "10.0.0.1", "--dns-listen", "127.0.0.1:5353"]).unwrap();
+        let dns = c.dns.unwrap();
+        assert_eq!(dns.listen, "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(dns.zone.to_ascii(), "alternator.local.");
+        assert_eq!(dns.ttl, Duration::from_secs(4));
+        assert_eq!(dns.max_records, 1);
+        assert_eq!(
+            dns.scope_mode,
+            alternator_routing::scope::ScopeMode::Fallback
+        );
+        let c = cli(&[
+            "--seeds",
+            "10.0.0.1",
+            "--dns-listen",
+            "[::1]:53",
+            "--dns-zone",
+            "Scylla.Example",
+            "--dns-max-records",
+            "3",
+            "--dns-scope-mode",
+            "strict",
+        ])
+        .unwrap();
+        let dns = c.dns.unwrap();
+        assert_eq!(dns.zone.to_ascii(), "scylla.example.");
+        assert_eq!(dns.max_records, 3);
+        assert_eq!(dns.scope_mode, alternator_routing::scope::ScopeMode::Strict);
+    }
+
+    #[test]
     fn seeds_are_split_and_trimmed() {
         let c = cli(&["--seeds", "10.0.0.1, scylla-2.example", "--seeds", "::1"]).unwrap();
         assert_eq!(c.seeds, ["10.0.0.1", "scylla-2.example", "::1"]);
@@ -553,6 +678,69 @@ mod tests {
                 "--insecure-skip-verify",
             ),
             (&["--seeds", "a", "--port", "0"], "--port"),
+            (
+                &[
+                    "--seeds",
+                    "a",
+                    "--dns-listen",
+                    "127.0.0.1:53",
+                    "--dns-zone",
+                    ".",
+                ],
+                "--dns-zone",
+            ),
+            (
+                &[
+                    "--seeds",
+                    "a",
+                    "--dns-listen",
+                    "127.0.0.1:53",
+                    "--dns-zone",
+                    "a..b",
+                ],
+                "--dns-zone",
+            ),
+            (
+                &[
+                    "--seeds",
+                    "a",
+                    "--dns-listen",
+                    "127.0.0.1:53",
+                    "--dns-ttl",
+                    "1.5s",
+                ],
+                "--dns-ttl",
+            ),
+            (
+                &[
+                    "--seeds",
+                    "a",
+                    "--dns-listen",
+                    "127.0.0.1:53",
+                    "--dns-max-records",
+                    "0",
+                ],
+                "--dns-max-records",
+            ),
+            (
+                &[
+                    "--seeds",
+                    "a",
+                    "--dns-listen",
+                    "127.0.0.1:53",
+                    "--dns-max-records",
+                    "65",
+                ],
+                "--dns-max-records",
+            ),
+            (
+                &["--seeds", "a", "--dns-listen", "localhost"],
+                "--dns-listen",
+            ),
+            (
+                &["--seeds", "a", "--dns-scope-mode", "sometimes"],
+                "--dns-scope-mode",
+            ),
             (&["--seeds", "a", "--port", "80000"], "--port"),
             (
                 &["--seeds", "a", "--idle-interval", "soon"],

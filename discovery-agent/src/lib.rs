@@ -10,7 +10,8 @@
 //!   the filter;
 //! - `POST /v3/discovery:endpoints`: Envoy REST EDS, so the cluster's membership (which
 //!   `override_host` requires) matches the snapshot;
-//! - `/metrics`, `/healthz`, `/readyz`.
+//! - `/metrics`, `/healthz`, `/readyz`;
+//! - optionally DNS ([`dns`]): A/AAAA answers for a zone, for applications without Envoy.
 //!
 //! The service is [`run`]`(config, listener, shutdown)`; `main` only parses flags, sets up
 //! logging and turns SIGTERM/SIGINT into the shutdown future. Pure decisions (whom to ask,
@@ -23,10 +24,11 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod discovery;
+pub mod dns;
 pub mod eds;
 pub mod metrics;
 pub mod topology;
 pub mod transport;
 
-pub use agent::{run, run_with_transport, AgentError};
+pub use agent::{run, run_with_dns, run_with_sockets, run_with_transport, AgentError};
 pub use config::{AgentConfig, Cli, ConfigError, EXIT_USAGE};

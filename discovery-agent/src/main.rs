@@ -64,6 +64,10 @@ fn main() -> ExitCode {
         };
         match run(config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(error @ alternator_discovery_agent::AgentError::DnsListen { .. }) => {
+                tracing::error!(%error, "cannot start");
+                ExitCode::FAILURE
+            }
             // Every startup error is a flag value found bad only when used (an unreadable CA
             // file, say): a usage error.
             Err(error) => usage_error(&format!("error: {error}")),

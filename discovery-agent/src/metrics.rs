@@ -10,6 +10,7 @@ use alternator_routing::scope::Scope;
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
 use crate::discovery::scope_kind;
+use crate::dns::responder::{rcode_label, Dropped, Reply};
 
 /// Outcome label of one scope query in a refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +50,10 @@ pub struct Metrics {
     probes_failed: AtomicU64,
     served: Mutex<BTreeMap<(&'static str, u16), u64>>,
     active_cadence: AtomicBool,
+    dns_queries: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    dns_answers: Mutex<BTreeMap<usize, u64>>,
+    dns_truncated: AtomicU64,
+    dns_dropped: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 fn escape(value: &str) -> String {
@@ -119,6 +124,28 @@ impl Metrics {
     pub fn count_served(&self, endpoint: &'static str, status: u16) {
         if let Ok(mut map) = self.served.lock() {
             *map.entry((endpoint, status)).or_default() += 1;
+        }
+    }
+
+    /// Counts one DNS response: by transport, kind of name and response code; by number of
+    /// answer records (bounded by `--dns-max-records`); and whether it was truncated.
+    pub fn count_dns_reply(&self, transport: &'static str, reply: &Reply) {
+        if let Ok(mut map) = self.dns_queries.lock() {
+            *map.entry((transport, reply.kind.as_str(), rcode_label(reply.rcode)))
+                .or_default() += 1;
+        }
+        if let Ok(mut map) = self.dns_answers.lock() {
+            *map.entry(reply.answers).or_default() += 1;
+        }
+        if reply.truncated {
+            self.dns_truncated.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one DNS packet that got no response.
+    pub fn count_dns_dropped(&self, transport: &'static str, reason: Dropped) {
+        if let Ok(mut map) = self.dns_dropped.lock() {
+            *map.entry((transport, reason.as_str())).or_default() += 1;
         }
     }
 
@@ -266,7 +293,57 @@ impl Metrics {
                 );
             }
         }
+        self.render_dns(&mut out);
         out
+    }
+
+    fn render_dns(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_dns_queries_total DNS queries answered, by transport, kind of name (apex, datacenter, rack, other) and response code.\n\
+             # TYPE alternator_agent_dns_queries_total counter"
+        );
+        if let Ok(map) = self.dns_queries.lock() {
+            for ((transport, name, rcode), value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_dns_queries_total{{transport=\"{transport}\",name=\"{name}\",rcode=\"{rcode}\"}} {value}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_dns_responses_total DNS responses by number of address records in the answer.\n\
+             # TYPE alternator_agent_dns_responses_total counter"
+        );
+        if let Ok(map) = self.dns_answers.lock() {
+            for (answers, value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_dns_responses_total{{answers=\"{answers}\"}} {value}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_dns_truncated_total UDP responses cut to the client's size, with TC set.\n\
+             # TYPE alternator_agent_dns_truncated_total counter\n\
+             alternator_agent_dns_truncated_total {}",
+            self.dns_truncated.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_dns_dropped_total DNS packets dropped without a response, by transport and reason.\n\
+             # TYPE alternator_agent_dns_dropped_total counter"
+        );
+        if let Ok(map) = self.dns_dropped.lock() {
+            for ((transport, reason), value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_dns_dropped_total{{transport=\"{transport}\",reason=\"{reason}\"}} {value}"
+                );
+            }
+        }
     }
 }
 

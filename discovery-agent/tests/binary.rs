@@ -97,6 +97,33 @@ fn bad_values_exit_64_with_one_line_naming_the_flag() {
             &[("ALTERNATOR_AGENT_PROBE_CONCURRENCY", "0")],
             "--probe-concurrency",
         ),
+        (
+            &["--seeds", "127.0.0.1", "--dns-listen", "127.0.0.1"],
+            &[],
+            "--dns-listen",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--dns-listen", "127.0.0.1:5353"],
+            &[("ALTERNATOR_AGENT_DNS_ZONE", "bad zone")],
+            "--dns-zone",
+        ),
+        (
+            &["--seeds", "127.0.0.1", "--dns-listen", "127.0.0.1:5353"],
+            &[("ALTERNATOR_AGENT_DNS_MAX_RECORDS", "0")],
+            "--dns-max-records",
+        ),
+        (
+            &[
+                "--seeds",
+                "127.0.0.1",
+                "--dns-listen",
+                "127.0.0.1:5353",
+                "--dns-ttl",
+                "500ms",
+            ],
+            &[],
+            "--dns-ttl",
+        ),
     ];
     for (args, env, flag) in cases {
         let (code, stderr) = run_agent(args, env);
@@ -193,5 +220,94 @@ async fn sigterm_answers_long_polls_and_exits_0() {
         assert!(event.get("level").is_some(), "{line}");
     }
     assert!(stderr.contains("shutting down"), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[test]
+fn a_dns_address_in_use_is_a_clear_startup_failure() {
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap().to_string();
+    let (code, stderr) = run_agent(
+        &[
+            "--seeds",
+            "127.0.0.1",
+            "--listen",
+            "127.0.0.1:0",
+            "--dns-listen",
+            &address,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--dns-listen"), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn dns_answers_and_stops_with_the_agent() {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::{Name, RecordType};
+
+    let n = |i| ip(52, i);
+    let sim = Sim::start(SimConfig::new(vec![NodeSpec::new(n(1), "dc1", "r1")]))
+        .await
+        .unwrap();
+    let sockets = alternator_discovery_agent::dns::DnsSockets::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dns = sockets.local_addr().unwrap();
+    drop(sockets);
+    let mut child = tokio::process::Command::new(AGENT)
+        .args([
+            "--seeds",
+            &n(1).to_string(),
+            "--port",
+            &sim.port().to_string(),
+        ])
+        .args(["--listen", "127.0.0.1:0", "--dns-listen", &dns.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let query = alternator_discovery_agent::dns::responder::query_bytes(
+        7,
+        &Name::from_ascii("alternator.local.").unwrap(),
+        RecordType::A,
+        None,
+    );
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the binary answers DNS",
+        || async {
+            let _ = client.send_to(&query, dns).await;
+            let mut buffer = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(200), client.recv(&mut buffer)).await {
+                Ok(Ok(len)) => {
+                    Message::from_vec(&buffer[..len]).is_ok_and(|m| m.answers.len() == 1)
+                }
+                _ => false,
+            }
+        },
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the agent exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    // The port is free again: the DNS sockets were closed with the agent.
+    alternator_discovery_agent::dns::DnsSockets::bind(dns)
+        .await
+        .unwrap();
     sim.shutdown().await;
 }

@@ -2,10 +2,24 @@
 
 import json
 import pathlib
+import socket
 import urllib.error
 import urllib.request
 
 from .util import OwnedProcess, eventually, free_port, release_binary
+
+
+def free_dns_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` for both UDP and TCP right now (the agent's DNS takes both)."""
+    for _ in range(50):
+        port = free_port(host)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no port free for UDP and TCP on {host}")
 
 
 class Agent:
@@ -23,6 +37,8 @@ class Agent:
         idle_interval: str = "1s",
         probe_period: str = "200ms",
         listen_port: int | None = None,
+        dns: bool = False,
+        dns_zone: str = "alternator.local.",
     ):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +62,11 @@ class Agent:
             "--log-level",
             "info",
         ]
+        # DNS answers (off unless asked): UDP and TCP on one free loopback port.
+        self.dns_port = free_dns_port() if dns else None
+        self.dns_zone = dns_zone
+        if self.dns_port is not None:
+            args += ["--dns-listen", f"127.0.0.1:{self.dns_port}", "--dns-zone", dns_zone]
         if datacenter:
             args += ["--datacenter", datacenter]
         if rack:

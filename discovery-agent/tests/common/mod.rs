@@ -25,6 +25,8 @@ use tokio::task::JoinHandle;
 /// A running agent on 127.0.0.1:<free port>.
 pub struct AgentUnderTest {
     pub addr: SocketAddr,
+    /// The DNS address (UDP and TCP), when started with DNS.
+    pub dns: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -44,6 +46,7 @@ impl AgentUnderTest {
         });
         AgentUnderTest {
             addr,
+            dns: None,
             stop: Some(stop),
             task: Some(task),
         }
@@ -66,6 +69,33 @@ impl AgentUnderTest {
         });
         AgentUnderTest {
             addr,
+            dns: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Starts the agent with DNS on 127.0.0.1:<free port>; the settings come from `config.dns`
+    /// (defaults when `None`).
+    pub async fn start_with_dns(config: AgentConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sockets =
+            alternator_discovery_agent::dns::DnsSockets::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+        let dns = sockets.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            alternator_discovery_agent::run_with_dns(config, listener, sockets, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        AgentUnderTest {
+            addr,
+            dns: Some(dns),
             stop: Some(stop),
             task: Some(task),
         }
