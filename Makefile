@@ -97,10 +97,13 @@ e2e: venv npm wasm native rust-sdk-client
 
 test: lint deny unit validate-envoy validate-deploy e2e
 
-# The filter's cost over plain Envoy and nginx, side by side (bench/README.md). A report, never a
-# pass/fail gate; BENCH_ARGS passes flags, e.g. BENCH_ARGS=--long or BENCH_ARGS='--only 2,3'.
+# The filter's cost over plain Envoy and nginx, side by side, then the agent's DNS answers under
+# dnsperf (bench/README.md). A report, never a pass/fail gate; BENCH_ARGS passes flags to
+# bench/run.py, e.g. BENCH_ARGS=--long or BENCH_ARGS='--only 2,3'.
 bench: bench-tools bench-venv bench-noop wasm native
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+	@if command -v dnsperf >/dev/null 2>&1; then $(VENV_PY) bench/dns.py; \
+	else echo "bench: dnsperf is missing: no DNS report"; fi
 
 bench-tools:
 	@bench/install-tools.sh

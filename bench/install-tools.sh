@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the load generator and the reference proxy `make bench` uses, only when missing:
-# wrk (required), h2load (nghttp2-client) and nginx-light (configuration 6, optional).
+# Installs the load generators and the reference proxy `make bench` uses, only when missing:
+# wrk (required), h2load (nghttp2-client), nginx-light (configuration 6, optional) and dnsperf
+# (the agent's DNS report, bench/dns.py; optional).
 # Without apt-get (or root) a missing nginx is reported and bench/run.py skips configuration 6.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v dnsperf >/dev/null 2>&1 || missing+=(dnsperf)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""
@@ -27,6 +29,7 @@ else
 fi
 
 command -v nginx >/dev/null 2>&1 || echo "bench: nginx is missing: configuration 6 will be skipped"
+command -v dnsperf >/dev/null 2>&1 || echo "bench: dnsperf is missing: the DNS report will be skipped"
 if ! command -v wrk >/dev/null 2>&1; then
     echo "bench: wrk is required (Debian package wrk)" >&2
     exit 1

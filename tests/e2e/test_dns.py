@@ -1,4 +1,4 @@
-"""The agent's DNS listener (issue 16) through a real stub resolver (dnspython) over UDP and TCP,
+"""The agent's DNS listener through a real stub resolver (dnspython) over UDP and TCP,
 and a stock boto3 client whose only knowledge of the cluster is the agent's DNS name.
 
 boto3 resolves host names with the system resolver, which these machines do not point at the
