@@ -6,7 +6,9 @@ agent; the test installs a resolver hook for the one zone name (`socket.getaddri
 dnspython asking the agent), as an application would get by pointing its resolver at the agent.
 """
 
+import shutil
 import socket
+import subprocess
 
 import dns.flags
 import dns.message
@@ -57,6 +59,22 @@ def test_udp_and_tcp_answers_follow_the_node_list(cluster):
 
     sim.stop_node("127.0.0.3")
     eventually(lambda: addresses(agent) == everyone - {"127.0.0.3"}, message="a stopped node leaves the answers")
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (Debian package bind9-dnsutils)")
+def test_dig_gets_the_answers_over_udp_and_tcp(cluster):
+    _, agent = cluster
+    everyone = {n[0] for n in NODES}
+    eventually(lambda: addresses(agent) == everyone, message="apex answers every node")
+    for transport in ("+notcp", "+tcp"):
+        out = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(agent.dns_port), transport, "+short", "+norecurse", ZONE, "A"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
+        assert sorted(out) == sorted(everyone), (transport, out)
 
 
 def test_other_names_are_refused_and_recursion_is_not_offered(cluster):
