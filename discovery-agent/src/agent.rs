@@ -144,13 +144,18 @@ where
     F: Future<Output = ()> + Send,
 {
     config.validate()?;
-    let transport = HttpTransport::new(
+    let transport = http_transport(&config)?;
+    run_with_transport(config, listener, transport, shutdown).await
+}
+
+/// The real HTTP(S) transport toward the Alternator nodes of `config`.
+fn http_transport(config: &AgentConfig) -> Result<HttpTransport, AgentError> {
+    Ok(HttpTransport::new(
         config.scheme,
         config.port,
         config.tls.as_ref(),
         config.connect_timeout,
-    )?;
-    run_with_transport(config, listener, transport, shutdown).await
+    )?)
 }
 
 /// [`run`] with any [`Transport`] (tests use an in-memory one). Binds the DNS listener when the
@@ -191,12 +196,7 @@ where
     F: Future<Output = ()> + Send,
 {
     config.validate()?;
-    let transport = HttpTransport::new(
-        config.scheme,
-        config.port,
-        config.tls.as_ref(),
-        config.connect_timeout,
-    )?;
+    let transport = http_transport(&config)?;
     run_with_sockets(config, listener, Some(dns), transport, shutdown).await
 }
 
