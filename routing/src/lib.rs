@@ -19,6 +19,8 @@
 //! - [`plan`]: the per-request candidate list. A [`RoutingTable`] is built once per snapshot;
 //!   round-robin and random plans are written into a caller's buffer without allocating, and
 //!   health only filters the final choice ([`select`]).
+//! - [`ring`]: token ownership per table (vnodes or tablets), checked for full coverage when
+//!   the agent assembles it and carried in the snapshot as node indices.
 //! - [`gorand`], [`hash`], [`affinity`], [`dynamodb`]: the seeded (Go-compatible) plan order,
 //!   the affinity and token hashes, key-route affinity, and DynamoDB request classification and
 //!   key extraction.
@@ -57,6 +59,7 @@ pub mod health;
 pub mod localnodes;
 pub mod passive;
 pub mod plan;
+pub mod ring;
 pub mod scope;
 pub mod snapshot;
 
@@ -64,5 +67,6 @@ pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
 pub use localnodes::{parse_localnodes, LocalNodes, LocalNodesError};
 pub use plan::{select, RoutingTable};
+pub use ring::{Layout, RangeOwners, Ring, RingError, TableOwnership, TableRing};
 pub use scope::{Scope, ScopeMode, ScopePolicy};
 pub use snapshot::{HealthState, Node, NodeSnapshot, SnapshotError};

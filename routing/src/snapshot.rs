@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{Endpoint, Scheme};
+use crate::ring::{Ring, RingError, RingWire, TableOwnership};
 
 /// The wire format this crate writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -106,6 +107,8 @@ pub struct NodeSnapshot {
     scheme: Scheme,
     port: u16,
     nodes: Vec<Node>,
+    ring: Option<Ring>,
+    ring_rejected: Option<RingError>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +119,8 @@ struct WireOut<'a> {
     scheme: Scheme,
     port: u16,
     nodes: &'a [Node],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ring: Option<RingWire>,
 }
 
 // Unknown fields are ignored (serde's default), so an older filter reads a newer agent's
@@ -129,6 +134,9 @@ struct WireIn {
     scheme: Scheme,
     port: u16,
     nodes: Vec<Node>,
+    // Kept as a value so a ring this reader cannot decode costs the ring, not the snapshot.
+    #[serde(default)]
+    ring: Option<serde_json::Value>,
 }
 
 impl NodeSnapshot {
@@ -154,6 +162,8 @@ impl NodeSnapshot {
             scheme,
             port,
             nodes: keyed.into_iter().map(|(_, n)| n).collect(),
+            ring: None,
+            ring_rejected: None,
         }
     }
 
@@ -166,13 +176,23 @@ impl NodeSnapshot {
         if wire.port == 0 {
             return Err(SnapshotError::InvalidPort);
         }
-        Ok(NodeSnapshot::new(
+        let mut snapshot = NodeSnapshot::new(
             wire.version,
             wire.generated_at_ms,
             wire.scheme,
             wire.port,
             wire.nodes,
-        ))
+        );
+        if let Some(ring) = wire.ring {
+            let decoded = serde_json::from_value::<RingWire>(ring)
+                .map_err(|e| RingError::Malformed(e.to_string()))
+                .and_then(|w| Ring::from_wire(w, snapshot.nodes.len()));
+            match decoded {
+                Ok(ring) => snapshot.ring = Some(ring),
+                Err(e) => snapshot.ring_rejected = Some(e),
+            }
+        }
+        Ok(snapshot)
     }
 
     /// The format-1 JSON document, compact, fields in wire order.
@@ -184,17 +204,43 @@ impl NodeSnapshot {
             scheme: self.scheme,
             port: self.port,
             nodes: &self.nodes,
+            ring: self.ring.as_ref().map(|r| r.to_wire(self.nodes.len())),
         };
         // Serialising plain structs of strings and integers into a String cannot fail; the
         // fallback keeps the no-panic rule without an unreachable branch that lies.
         serde_json::to_string(&wire).unwrap_or_default()
     }
 
-    /// Whether two snapshots route identically: same scheme, port and nodes (with health).
-    /// `version` and `generated_at_ms` are ignored, so the agent can tell if a refresh changed
-    /// anything before it bumps the version.
+    /// Whether two snapshots route identically: same scheme, port, nodes (with health) and
+    /// ring tables. `version`, `generated_at_ms` and the ring's version are ignored, so the
+    /// agent can tell if a refresh changed anything before it bumps the version.
     pub fn content_equal(&self, other: &NodeSnapshot) -> bool {
-        self.scheme == other.scheme && self.port == other.port && self.nodes == other.nodes
+        self.scheme == other.scheme
+            && self.port == other.port
+            && self.nodes == other.nodes
+            && self.ring.as_ref().map(Ring::tables) == other.ring.as_ref().map(Ring::tables)
+    }
+
+    /// This snapshot carrying token ownership: `tables` translated to indices of this
+    /// snapshot's nodes (replicas it does not list are left out), under ring version
+    /// `ring_version`. Call it after the node list is final.
+    #[must_use]
+    pub fn with_ring(mut self, ring_version: u64, tables: &[TableOwnership]) -> Self {
+        let addresses: Vec<IpAddr> = self.nodes.iter().map(|n| n.address).collect();
+        self.ring = Some(Ring::from_ownership(ring_version, tables, &addresses));
+        self.ring_rejected = None;
+        self
+    }
+
+    /// Token ownership, when the agent published one this reader could decode.
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// Why the published ring was set aside, when there was one and it did not decode; the
+    /// nodes are still used.
+    pub fn ring_rejected(&self) -> Option<&RingError> {
+        self.ring_rejected.as_ref()
     }
 
     /// This snapshot with another version number.
