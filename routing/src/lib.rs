@@ -59,6 +59,7 @@ pub mod health;
 pub mod localnodes;
 pub mod passive;
 pub mod plan;
+pub mod replicas;
 pub mod ring;
 pub mod scope;
 pub mod snapshot;

@@ -63,6 +63,8 @@ where
     }
 }
 
+const OUTSIDE_SCOPE: u8 = u8::MAX;
+
 /// The routing view of one snapshot under one scope policy. Rebuild it when either changes.
 ///
 /// Every plan method takes `health` indexed like the snapshot's nodes (the published health,
@@ -75,6 +77,8 @@ pub struct RoutingTable {
     /// Disjoint node-index lists, one per scope of the policy's chain, innermost first, each in
     /// snapshot (canonical) order.
     tiers: Vec<Vec<usize>>,
+    /// Per node index: the tier that holds it, or [`OUTSIDE_SCOPE`].
+    tier_of: Vec<u8>,
     published_health: Vec<HealthState>,
     /// `ip:port` of every node, formatted once per table rather than once per request.
     override_hosts: Vec<String>,
@@ -95,6 +99,15 @@ impl RoutingTable {
             }
             tiers.push(tier);
         }
+        let mut tier_of = vec![OUTSIDE_SCOPE; nodes.len()];
+        for (t, tier) in tiers.iter().enumerate() {
+            let t = u8::try_from(t).unwrap_or(OUTSIDE_SCOPE);
+            for &i in tier {
+                if let Some(slot) = tier_of.get_mut(i) {
+                    *slot = t;
+                }
+            }
+        }
         let published_health = snapshot.health();
         let port = snapshot.port();
         let override_hosts = nodes.iter().map(|n| host_port(n.address, port)).collect();
@@ -102,9 +115,19 @@ impl RoutingTable {
             snapshot,
             policy,
             tiers,
+            tier_of,
             published_health,
             override_hosts,
         }
+    }
+
+    /// The scope tier (innermost = 0) that holds node `index`; `None` for a node outside the
+    /// policy's scope, which no plan may use.
+    pub fn tier_of(&self, index: usize) -> Option<usize> {
+        self.tier_of
+            .get(index)
+            .filter(|&&t| t != OUTSIDE_SCOPE)
+            .map(|&t| usize::from(t))
     }
 
     /// The snapshot plans index into.
@@ -215,7 +238,7 @@ impl RoutingTable {
 }
 
 /// `value mod n` for a non-zero `n`, without truncating `value` on 32-bit targets.
-fn reduce(value: u64, n: usize) -> usize {
+pub(crate) fn reduce(value: u64, n: usize) -> usize {
     // n fits in u64 on every supported target, and the result is below n, so it fits back.
     (value % n as u64) as usize
 }
