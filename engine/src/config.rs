@@ -51,6 +51,7 @@ struct RawConfig {
     policy: Policy,
     scope: RawScope,
     affinity: RawAffinity,
+    token_aware: RawTokenAware,
     max_body_bytes: u64,
     max_request_bytes: u64,
     passive_health: RawPassiveHealth,
@@ -65,6 +66,7 @@ impl Default for RawConfig {
             policy: Policy::RoundRobin,
             scope: RawScope::default(),
             affinity: RawAffinity::default(),
+            token_aware: RawTokenAware::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             passive_health: RawPassiveHealth::default(),
@@ -113,6 +115,12 @@ struct RawScope {
 struct RawAffinity {
     mode: AffinityMode,
     tables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTokenAware {
+    enabled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +184,13 @@ pub struct AffinityConfig {
     pub tables: BTreeMap<String, String>,
 }
 
+/// Token-aware routing: single-key requests led by a replica of their key, from the ring the
+/// agent publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAwareConfig {
+    pub enabled: bool,
+}
+
 /// The validated, immutable plugin configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig {
@@ -188,6 +203,7 @@ pub struct FilterConfig {
     /// The nodes that serve this proxy, and whether routing may widen them.
     pub scope: ScopePolicy,
     pub affinity: AffinityConfig,
+    pub token_aware: TokenAwareConfig,
     pub max_body_bytes: usize,
     /// Requests declaring a larger `content-length` get a local 413; 0 turns the check off.
     pub max_request_bytes: u64,
@@ -373,6 +389,9 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         affinity: AffinityConfig {
             mode: raw.affinity.mode,
             tables: raw.affinity.tables,
+        },
+        token_aware: TokenAwareConfig {
+            enabled: raw.token_aware.enabled,
         },
         max_body_bytes: raw.max_body_bytes as usize,
         max_request_bytes: raw.max_request_bytes,

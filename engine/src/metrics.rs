@@ -44,6 +44,11 @@ pub const AFFINITY: Family = family(
     MetricKind::Counter,
     &["outcome", "reason"],
 );
+pub const TOKEN_AWARE: Family = family(
+    "alternator_token_aware_total",
+    MetricKind::Counter,
+    &["outcome", "reason"],
+);
 pub const NO_ROUTE: Family = family("alternator_no_route_total", MetricKind::Counter, &[]);
 pub const AGENT_POLLS: Family = family(
     "alternator_agent_polls_total",
@@ -65,10 +70,11 @@ pub const SNAPSHOT_AGE: Family = family("alternator_snapshot_age_seconds", Metri
 pub const SNAPSHOT_NODES: Family = family("alternator_snapshot_nodes", MetricKind::Gauge, &[]);
 
 /// Every family the filter reports.
-pub const FAMILIES: [Family; 10] = [
+pub const FAMILIES: [Family; 11] = [
     REQUESTS,
     ROUTED,
     AFFINITY,
+    TOKEN_AWARE,
     NO_ROUTE,
     AGENT_POLLS,
     NODE_HEALTH_CHANGES,
@@ -93,6 +99,25 @@ pub enum AffinityMiss {
     BodyTooLarge,
 }
 
+/// Why a request that token-aware routing could have sent to a replica was routed otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenMiss {
+    /// The snapshot carries no ring (the agent's ring discovery is off or has not read one).
+    NoRing,
+    /// The ring has no entry for the request's table.
+    UnknownTable,
+    /// The body did not name a table or carried no value for the partition key.
+    NoKey,
+    /// The body was not the JSON DynamoDB expects, or the key value was malformed.
+    BadBody,
+    /// The key's type is not the table's hash-key type, or a number Alternator would refuse.
+    UnsupportedKey,
+    /// The body is larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// No replica of the key is `ACTIVE` inside the scope.
+    NoReplicaInScope,
+}
+
 /// Outcome of one poll of the discovery agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PollOutcome {
@@ -110,6 +135,8 @@ pub enum RoutedBy {
     RoundRobin,
     Random,
     Affinity,
+    /// A replica of the key leads the plan (token-aware routing).
+    Token,
     /// No snapshot yet: Envoy's fallback policy chose.
     NoSnapshot,
 }
@@ -120,6 +147,8 @@ pub enum Metric {
     Routed(RoutedBy),
     AffinityApplied,
     AffinityMissed(AffinityMiss),
+    TokenApplied,
+    TokenMissed(TokenMiss),
     NoRoute,
     AgentPoll(PollOutcome),
     NodeHealthChanged(HealthState),
@@ -131,7 +160,7 @@ pub enum Metric {
 
 /// The one table of fixed series: each one's family and label values (in the family's
 /// label order). A series' position here is its counter slot.
-pub const SERIES: [(Metric, Family, &[&str]); 22] = [
+pub const SERIES: [(Metric, Family, &[&str]); 31] = [
     (
         Metric::Routed(RoutedBy::RoundRobin),
         ROUTED,
@@ -171,6 +200,43 @@ pub const SERIES: [(Metric, Family, &[&str]); 22] = [
         &["fallback", "body_too_large"],
     ),
     (Metric::NoRoute, NO_ROUTE, &[]),
+    (Metric::Routed(RoutedBy::Token), ROUTED, &["token"]),
+    (Metric::TokenApplied, TOKEN_AWARE, &["replica", "token"]),
+    (
+        Metric::TokenMissed(TokenMiss::NoRing),
+        TOKEN_AWARE,
+        &["fallback", "no_ring"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::UnknownTable),
+        TOKEN_AWARE,
+        &["fallback", "unknown_table"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::NoKey),
+        TOKEN_AWARE,
+        &["fallback", "no_key"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::BadBody),
+        TOKEN_AWARE,
+        &["fallback", "bad_body"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::UnsupportedKey),
+        TOKEN_AWARE,
+        &["fallback", "unsupported_key"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::BodyTooLarge),
+        TOKEN_AWARE,
+        &["fallback", "body_too_large"],
+    ),
+    (
+        Metric::TokenMissed(TokenMiss::NoReplicaInScope),
+        TOKEN_AWARE,
+        &["fallback", "no_replica_in_scope"],
+    ),
     (
         Metric::AgentPoll(PollOutcome::Updated),
         AGENT_POLLS,
@@ -227,17 +293,26 @@ impl Metric {
             Metric::AffinityMissed(AffinityMiss::UnsupportedKey) => 8,
             Metric::AffinityMissed(AffinityMiss::BodyTooLarge) => 9,
             Metric::NoRoute => 10,
-            Metric::AgentPoll(PollOutcome::Updated) => 11,
-            Metric::AgentPoll(PollOutcome::NotModified) => 12,
-            Metric::AgentPoll(PollOutcome::Failed) => 13,
-            Metric::AgentPoll(PollOutcome::Invalid) => 14,
-            Metric::NodeHealthChanged(HealthState::Down) => 15,
-            Metric::NodeHealthChanged(HealthState::Quarantined) => 16,
-            Metric::NodeHealthChanged(HealthState::Active) => 17,
-            Metric::KeyNameLearned => 18,
-            Metric::SnapshotVersion => 19,
-            Metric::SnapshotAge => 20,
-            Metric::SnapshotNodes => 21,
+            Metric::Routed(RoutedBy::Token) => 11,
+            Metric::TokenApplied => 12,
+            Metric::TokenMissed(TokenMiss::NoRing) => 13,
+            Metric::TokenMissed(TokenMiss::UnknownTable) => 14,
+            Metric::TokenMissed(TokenMiss::NoKey) => 15,
+            Metric::TokenMissed(TokenMiss::BadBody) => 16,
+            Metric::TokenMissed(TokenMiss::UnsupportedKey) => 17,
+            Metric::TokenMissed(TokenMiss::BodyTooLarge) => 18,
+            Metric::TokenMissed(TokenMiss::NoReplicaInScope) => 19,
+            Metric::AgentPoll(PollOutcome::Updated) => 20,
+            Metric::AgentPoll(PollOutcome::NotModified) => 21,
+            Metric::AgentPoll(PollOutcome::Failed) => 22,
+            Metric::AgentPoll(PollOutcome::Invalid) => 23,
+            Metric::NodeHealthChanged(HealthState::Down) => 24,
+            Metric::NodeHealthChanged(HealthState::Quarantined) => 25,
+            Metric::NodeHealthChanged(HealthState::Active) => 26,
+            Metric::KeyNameLearned => 27,
+            Metric::SnapshotVersion => 28,
+            Metric::SnapshotAge => 29,
+            Metric::SnapshotNodes => 30,
         }
     }
 

@@ -2,9 +2,12 @@
 //!
 //! 1. Drop any client-sent routing header: only this filter writes it.
 //! 2. Refuse a declared body over DynamoDB's request limit with a local 413.
-//! 3. Classify the request by `X-Amz-Target` (read only when key affinity is configured);
-//!    anything unknown is routed like ordinary traffic.
-//! 4. Hold the request for its body only when key affinity may apply.
+//! 3. Classify the request by `X-Amz-Target` (read only when key affinity or token-aware
+//!    routing is configured); anything unknown is routed like ordinary traffic.
+//! 4. Hold the request for its body only when key affinity may apply, or token-aware routing
+//!    may (a single-item request while the snapshot carries a ring). Token-aware routing goes
+//!    first: a key's replica leads; when it cannot, key affinity or the ordinary policy
+//!    decides.
 //! 5. Write `ip:port` of the first choice and the fallbacks into the routing header, which
 //!    Envoy's `override_host` policy walks on retries; no candidate → a DynamoDB-style 503.
 //! 6. Learn partition-key names from CreateTable/DescribeTable answers.
@@ -20,9 +23,9 @@ use alternator_routing::health::Observation;
 use alternator_routing::passive::{self, envoy_flags};
 
 use crate::host::{log_debug, Action, Host, Stream};
-use crate::metrics::{AffinityMiss, Metric, RoutedBy};
+use crate::metrics::{AffinityMiss, Metric, RoutedBy, TokenMiss};
 use crate::shared::parse_u64;
-use crate::view::{self, Decision, RoutingView};
+use crate::view::{self, Decision, RoutingView, TokenTarget};
 use crate::worker::Worker;
 
 /// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
@@ -58,6 +61,26 @@ pub struct RequestFlow<H: Host> {
     learn_from_response: bool,
     /// The view's node index of the first candidate, for the served-by metric.
     first_choice: Option<usize>,
+    /// Token-aware routing may route this request by its key (decided with the headers).
+    token_candidate: bool,
+}
+
+/// How a request is to be routed, once what can be known is known.
+enum Choice {
+    Ordinary,
+    Affinity(AffinityTarget),
+    AffinityMissed(AffinityMiss),
+    Token(TokenTarget),
+}
+
+impl From<Result<Option<AffinityTarget>, AffinityMiss>> for Choice {
+    fn from(affinity: Result<Option<AffinityTarget>, AffinityMiss>) -> Self {
+        match affinity {
+            Ok(Some(target)) => Choice::Affinity(target),
+            Ok(None) => Choice::Ordinary,
+            Err(miss) => Choice::AffinityMissed(miss),
+        }
+    }
 }
 
 impl<H: Host> RequestFlow<H> {
@@ -70,6 +93,7 @@ impl<H: Host> RequestFlow<H> {
             phase: Phase::Headers,
             learn_from_response: false,
             first_choice: None,
+            token_candidate: false,
         }
     }
 
@@ -88,7 +112,8 @@ impl<H: Host> RequestFlow<H> {
 
         // Each header read costs the host a copy (in proxy-wasm two crossings into the VM), so
         // without key affinity, where the operation changes nothing, it is not read.
-        let uses_operation = config.affinity.mode != AffinityMode::None;
+        let uses_operation =
+            config.affinity.mode != AffinityMode::None || config.token_aware.enabled;
         let declared_len = if uses_operation || config.max_request_bytes > 0 {
             stream
                 .request_header("content-length")
@@ -122,15 +147,32 @@ impl<H: Host> RequestFlow<H> {
         };
         self.op = op;
         self.learn_from_response = dynamodb::learns_key_schema(config.affinity.mode, op);
-        if !dynamodb::needs_body(config.affinity.mode, op) {
-            return self.route(stream, Ok(None));
+        if config.token_aware.enabled && view::token_eligible(op) {
+            if self.view.as_deref().is_some_and(RoutingView::has_ring) {
+                self.token_candidate = true;
+            } else {
+                worker.metrics.count(Metric::TokenMissed(TokenMiss::NoRing));
+            }
         }
+        let affinity_needs_body = dynamodb::needs_body(config.affinity.mode, op);
+        if !affinity_needs_body && !self.token_candidate {
+            return self.route(stream, Choice::Ordinary);
+        }
+        let no_body = |miss| {
+            if affinity_needs_body {
+                Choice::AffinityMissed(miss)
+            } else {
+                Choice::Ordinary
+            }
+        };
         if end_of_stream {
-            return self.route(stream, Err(AffinityMiss::NoKey));
+            self.token_missed(TokenMiss::NoKey);
+            return self.route(stream, no_body(AffinityMiss::NoKey));
         }
         let too_large = declared_len.is_some_and(|len| len > config.max_body_bytes as u64);
         if too_large {
-            return self.route(stream, Err(AffinityMiss::BodyTooLarge));
+            self.token_missed(TokenMiss::BodyTooLarge);
+            return self.route(stream, no_body(AffinityMiss::BodyTooLarge));
         }
         self.phase = Phase::BufferingRequest;
         Action::Pause
@@ -145,24 +187,46 @@ impl<H: Host> RequestFlow<H> {
         if self.phase != Phase::BufferingRequest {
             return Action::Continue;
         }
+        let affinity_needs_body = dynamodb::needs_body(self.worker.config.affinity.mode, self.op);
         if body_size > self.worker.config.max_body_bytes {
             // Continue releases the paused headers together with what was buffered so far.
-            return self.route(stream, Err(AffinityMiss::BodyTooLarge));
+            self.token_missed(TokenMiss::BodyTooLarge);
+            let choice = if affinity_needs_body {
+                Choice::AffinityMissed(AffinityMiss::BodyTooLarge)
+            } else {
+                Choice::Ordinary
+            };
+            return self.route(stream, choice);
         }
         if !end_of_stream {
             return Action::Pause; // The proxy buffers until the end of the body.
         }
         let body = stream.request_body(body_size).unwrap_or_default();
-        let affinity = view::affinity_target(self.op, &body, &self.worker);
-        self.route(stream, affinity)
+        if self.token_candidate {
+            if let Some(view) = &self.view {
+                match view.token_target(self.op, &body, &self.worker) {
+                    Ok(target) => return self.route(stream, Choice::Token(target)),
+                    Err(miss) => self.token_missed(miss),
+                }
+            }
+        }
+        let choice = if affinity_needs_body {
+            Choice::from(view::affinity_target(self.op, &body, &self.worker))
+        } else {
+            Choice::Ordinary
+        };
+        self.route(stream, choice)
+    }
+
+    /// Counts why token-aware routing did not route this request, if it could have.
+    fn token_missed(&mut self, miss: TokenMiss) {
+        if std::mem::take(&mut self.token_candidate) {
+            self.worker.metrics.count(Metric::TokenMissed(miss));
+        }
     }
 
     /// Chooses the nodes and writes the header. `Continue` unless a local reply was sent.
-    fn route(
-        &mut self,
-        stream: &mut impl Stream,
-        affinity: Result<Option<AffinityTarget>, AffinityMiss>,
-    ) -> Action {
+    fn route(&mut self, stream: &mut impl Stream, choice: Choice) -> Action {
         self.phase = Phase::Done;
         let metrics = &self.worker.metrics;
         let Some(view) = self.view.clone() else {
@@ -171,16 +235,27 @@ impl<H: Host> RequestFlow<H> {
             return Action::Continue;
         };
         let worker = &self.worker;
-        let decision = match affinity {
-            Ok(Some(target)) => {
+        let decision = match choice {
+            Choice::Affinity(target) => {
                 metrics.count(Metric::AffinityApplied);
                 view.affine(worker, &target, &mut self.candidates)
             }
-            Ok(None) => view.ordinary(worker, &mut self.candidates),
-            Err(miss) => {
+            Choice::Ordinary => view.ordinary(worker, &mut self.candidates),
+            Choice::AffinityMissed(miss) => {
                 metrics.count(Metric::AffinityMissed(miss));
                 view.ordinary(worker, &mut self.candidates)
             }
+            Choice::Token(target) => match view.replica_first(worker, target, &mut self.candidates)
+            {
+                Ok(decision) => {
+                    metrics.count(Metric::TokenApplied);
+                    decision
+                }
+                Err(decision) => {
+                    metrics.count(Metric::TokenMissed(TokenMiss::NoReplicaInScope));
+                    decision
+                }
+            },
         };
         match decision {
             Decision::Routed(policy) => {

@@ -2,8 +2,9 @@
 //! with scratch buffers so that a plan allocates nothing.
 //!
 //! Every routing rule is the routing core's (`alternator-routing`); this file picks which
-//! rule applies (round robin, random, key affinity), applies passive health on top of the
-//! agent's, and writes the routing header through the core's one formatter.
+//! rule applies (round robin, random, key affinity, a key's replicas first), applies passive
+//! health on top of the agent's, and writes the routing header through the core's one
+//! formatter.
 
 use std::cell::{OnceCell, Ref, RefCell};
 use std::collections::BTreeMap;
@@ -11,11 +12,14 @@ use std::collections::BTreeMap;
 use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
 use alternator_routing::dynamodb::{self, KeySchemas, NoAffinity, Operation};
 use alternator_routing::plan::RoutingTable;
+use alternator_routing::replicas::{self, KeyReplicas, Lead};
+use alternator_routing::ring::Ring;
 use alternator_routing::snapshot::{HealthState, NodeSnapshot};
+use alternator_routing::token;
 
 use crate::config::{FilterConfig, Policy};
 use crate::host::Host;
-use crate::metrics::{AffinityMiss, RoutedBy};
+use crate::metrics::{AffinityMiss, RoutedBy, TokenMiss};
 use crate::worker::Worker;
 
 /// What the filter does with a request.
@@ -72,6 +76,42 @@ pub fn affinity_target<H: Host>(
     }
 }
 
+/// Whether token-aware routing may route this operation by its key: the single-item
+/// operations, which carry exactly one partition key.
+pub fn token_eligible(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::GetItem | Operation::PutItem | Operation::UpdateItem | Operation::DeleteItem
+    )
+}
+
+/// A single-key request's place on its table's ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTarget {
+    /// Index of the table in the ring's (sorted) table list.
+    table: usize,
+    token: i64,
+    lead: Lead,
+}
+
+/// Hash-key names as the ring publishes them.
+struct RingSchemas<'a>(&'a Ring);
+
+impl KeySchemas for RingSchemas<'_> {
+    fn hash_key(&self, table: &str) -> Option<&str> {
+        self.0.table(table).map(|t| t.hash_key())
+    }
+}
+
+fn token_miss(reason: NoAffinity) -> TokenMiss {
+    match reason {
+        NoAffinity::MalformedBody | NoAffinity::MalformedKeyValue => TokenMiss::BadBody,
+        NoAffinity::UnknownTable => TokenMiss::UnknownTable,
+        NoAffinity::UnsupportedKeyType => TokenMiss::UnsupportedKey,
+        _ => TokenMiss::NoKey,
+    }
+}
+
 fn miss(reason: NoAffinity) -> AffinityMiss {
     match reason {
         NoAffinity::MalformedBody | NoAffinity::MalformedKeyValue => AffinityMiss::BadBody,
@@ -92,6 +132,11 @@ pub struct RoutingView {
     health: RefCell<Vec<HealthState>>,
     /// Per node index: the slot of its served-by counters, once a request was served by it.
     served_slots: RefCell<Vec<Option<usize>>>,
+    /// Token-aware scratch: the ordinary plan that follows the replicas, the replicas of one
+    /// tier, and a key's serialized bytes.
+    fallback: RefCell<Vec<usize>>,
+    replicas: RefCell<Vec<usize>>,
+    key_bytes: RefCell<Vec<u8>>,
 }
 
 impl RoutingView {
@@ -105,7 +150,43 @@ impl RoutingView {
             scratch: RefCell::new(AffinityScratch::default()),
             health: RefCell::new(Vec::new()),
             served_slots,
+            fallback: RefCell::new(Vec::with_capacity(config.candidates())),
+            replicas: RefCell::new(Vec::new()),
+            key_bytes: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Whether the snapshot carries token ownership.
+    pub fn has_ring(&self) -> bool {
+        self.table.snapshot().ring().is_some()
+    }
+
+    /// The ring position of a single-item request's key, or why it has none. Writes keep one
+    /// lead replica per key; reads take the next one in turn.
+    pub fn token_target<H: Host>(
+        &self,
+        op: Operation,
+        body: &[u8],
+        worker: &Worker<H>,
+    ) -> Result<TokenTarget, TokenMiss> {
+        let ring = self.table.snapshot().ring().ok_or(TokenMiss::NoRing)?;
+        let key = dynamodb::item_key(op, body, &RingSchemas(ring)).map_err(token_miss)?;
+        let table = ring
+            .tables()
+            .binary_search_by(|t| t.table().cmp(&key.table))
+            .map_err(|_| TokenMiss::UnknownTable)?;
+        let ring_table = ring.tables().get(table).ok_or(TokenMiss::UnknownTable)?;
+        if ring_table.key_type() != key.key_type {
+            return Err(TokenMiss::UnsupportedKey);
+        }
+        let token = token::key_token(&key, &mut self.key_bytes.borrow_mut())
+            .map_err(|_| TokenMiss::UnsupportedKey)?;
+        let lead = if op == Operation::GetItem {
+            Lead::Rotate(worker.next_round_robin())
+        } else {
+            Lead::Key(token)
+        };
+        Ok(TokenTarget { table, token, lead })
     }
 
     pub fn version(&self) -> u64 {
@@ -147,27 +228,82 @@ impl RoutingView {
 
     /// Round robin or random over the scope, by configuration.
     pub fn ordinary<H: Host>(&self, worker: &Worker<H>, out: &mut String) -> Decision {
-        let config = &worker.config;
         let mut buf = self.health.borrow_mut();
         let health = self.health(worker, &mut buf);
         let mut plan = self.plan.borrow_mut();
-        let label = match config.policy {
+        let label = self.ordinary_plan(worker, health, &mut plan);
+        self.write(&plan, out, label)
+    }
+
+    fn ordinary_plan<H: Host>(
+        &self,
+        worker: &Worker<H>,
+        health: &[HealthState],
+        plan: &mut Vec<usize>,
+    ) -> RoutedBy {
+        let config = &worker.config;
+        match config.policy {
             Policy::RoundRobin => {
-                self.table.round_robin(
-                    worker.next_round_robin(),
-                    health,
-                    config.candidates(),
-                    &mut plan,
-                );
+                let counter = worker.next_round_robin();
+                self.table
+                    .round_robin(counter, health, config.candidates(), plan);
                 RoutedBy::RoundRobin
             }
             Policy::Random => {
                 self.table
-                    .random(worker.next_random(), health, config.candidates(), &mut plan);
+                    .random(worker.next_random(), health, config.candidates(), plan);
                 RoutedBy::Random
             }
+        }
+    }
+
+    /// The key's replicas in scope first, then the ordinary plan. `Err` carries the decision
+    /// when no replica could lead (the ordinary plan alone was written).
+    pub fn replica_first<H: Host>(
+        &self,
+        worker: &Worker<H>,
+        target: TokenTarget,
+        out: &mut String,
+    ) -> Result<Decision, Decision> {
+        let mut buf = self.health.borrow_mut();
+        let health = self.health(worker, &mut buf);
+        let mut fallback = self.fallback.borrow_mut();
+        let ordinary = self.ordinary_plan(worker, health, &mut fallback);
+        let mut plan = self.plan.borrow_mut();
+        let ring_table = self
+            .table
+            .snapshot()
+            .ring()
+            .and_then(|r| r.tables().get(target.table));
+        let Some(ring_table) = ring_table else {
+            return Err(self.write(&fallback, out, ordinary));
         };
-        self.write(&plan, out, label)
+        let key = KeyReplicas {
+            ring: ring_table,
+            token: target.token,
+            lead: target.lead,
+        };
+        replicas::replica_plan(
+            &self.table,
+            key,
+            health,
+            &fallback,
+            worker.config.candidates(),
+            &mut plan,
+            &mut self.replicas.borrow_mut(),
+        );
+        let led_by_replica = plan
+            .first()
+            .is_some_and(|&first| ring_table.replicas_of(target.token).any(|r| r == first));
+        let decision = self.write(&plan, out, RoutedBy::Token);
+        if led_by_replica {
+            Ok(decision)
+        } else {
+            Err(match decision {
+                Decision::Routed(_) => Decision::Routed(ordinary),
+                other => other,
+            })
+        }
     }
 
     /// The key's (or the batch vote's) affinity plan over the scope.
