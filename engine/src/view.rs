@@ -10,7 +10,7 @@ use std::cell::{OnceCell, Ref, RefCell};
 use std::collections::BTreeMap;
 
 use alternator_routing::affinity::{self, AffinityScratch, AffinityTarget};
-use alternator_routing::dynamodb::{self, KeySchemas, NoAffinity, Operation};
+use alternator_routing::dynamodb::{self, KeySchemas, NoAffinity, Operation, PartitionKey};
 use alternator_routing::plan::RoutingTable;
 use alternator_routing::replicas::{self, KeyReplicas, Lead};
 use alternator_routing::ring::Ring;
@@ -76,22 +76,34 @@ pub fn affinity_target<H: Host>(
     }
 }
 
-/// Whether token-aware routing may route this operation by its key: the single-item
-/// operations, which carry exactly one partition key.
+/// Whether token-aware routing may route this operation by its key(s): the single-item
+/// operations, `Query` (when its key condition fixes the partition) and the two batches (by
+/// vote).
 pub fn token_eligible(op: Operation) -> bool {
     matches!(
         op,
-        Operation::GetItem | Operation::PutItem | Operation::UpdateItem | Operation::DeleteItem
+        Operation::GetItem
+            | Operation::PutItem
+            | Operation::UpdateItem
+            | Operation::DeleteItem
+            | Operation::Query
+            | Operation::BatchGetItem
+            | Operation::BatchWriteItem
     )
 }
 
-/// A single-key request's place on its table's ring.
+/// Where a request's key(s) sit on the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenTarget {
-    /// Index of the table in the ring's (sorted) table list.
-    table: usize,
-    token: i64,
-    lead: Lead,
+pub enum TokenTarget {
+    /// One key: the index of its table in the ring's (sorted) table list, its token, and
+    /// which replica leads.
+    Key {
+        table: usize,
+        token: i64,
+        lead: Lead,
+    },
+    /// A batch: its keys' (table index, token) pairs are in the view's batch scratch.
+    Batch,
 }
 
 /// Hash-key names as the ring publishes them.
@@ -137,6 +149,9 @@ pub struct RoutingView {
     fallback: RefCell<Vec<usize>>,
     replicas: RefCell<Vec<usize>>,
     key_bytes: RefCell<Vec<u8>>,
+    /// A batch's keys as (ring table index, token), and its vote tally.
+    batch: RefCell<Vec<(usize, i64)>>,
+    votes: RefCell<Vec<u32>>,
 }
 
 impl RoutingView {
@@ -153,6 +168,8 @@ impl RoutingView {
             fallback: RefCell::new(Vec::with_capacity(config.candidates())),
             replicas: RefCell::new(Vec::new()),
             key_bytes: RefCell::new(Vec::new()),
+            batch: RefCell::new(Vec::new()),
+            votes: RefCell::new(Vec::new()),
         })
     }
 
@@ -161,8 +178,8 @@ impl RoutingView {
         self.table.snapshot().ring().is_some()
     }
 
-    /// The ring position of a single-item request's key, or why it has none. Writes keep one
-    /// lead replica per key; reads take the next one in turn.
+    /// Where the request's key(s) sit on the ring, or why they cannot be placed. Writes keep
+    /// one lead replica per key; reads (`GetItem`, `Query`) take the key's replicas in turn.
     pub fn token_target<H: Host>(
         &self,
         op: Operation,
@@ -170,7 +187,45 @@ impl RoutingView {
         worker: &Worker<H>,
     ) -> Result<TokenTarget, TokenMiss> {
         let ring = self.table.snapshot().ring().ok_or(TokenMiss::NoRing)?;
-        let key = dynamodb::item_key(op, body, &RingSchemas(ring)).map_err(token_miss)?;
+        let schemas = RingSchemas(ring);
+        let keys = match op {
+            Operation::BatchGetItem => dynamodb::batch_get_keys(body, &schemas),
+            Operation::BatchWriteItem => dynamodb::batch_write_keys(body, &schemas),
+            _ => {
+                let key = match op {
+                    Operation::Query => dynamodb::query_key(body, &schemas),
+                    _ => dynamodb::item_key(op, body, &schemas),
+                }
+                .map_err(token_miss)?;
+                let (table, token) = self.place(ring, &key)?;
+                let lead = if matches!(op, Operation::GetItem | Operation::Query) {
+                    Lead::Rotate(worker.next_round_robin())
+                } else {
+                    Lead::Key(token)
+                };
+                return Ok(TokenTarget::Key { table, token, lead });
+            }
+        };
+        let (keys, _skipped) = keys.map_err(token_miss)?;
+        let mut batch = self.batch.borrow_mut();
+        batch.clear();
+        let mut first_miss = None;
+        for key in &keys {
+            match self.place(ring, key) {
+                Ok(placed) => batch.push(placed),
+                Err(miss) => {
+                    first_miss.get_or_insert(miss);
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Err(first_miss.unwrap_or(TokenMiss::NoKey));
+        }
+        Ok(TokenTarget::Batch)
+    }
+
+    /// A key's table (index in the ring) and token.
+    fn place(&self, ring: &Ring, key: &PartitionKey<'_>) -> Result<(usize, i64), TokenMiss> {
         let table = ring
             .tables()
             .binary_search_by(|t| t.table().cmp(&key.table))
@@ -179,14 +234,9 @@ impl RoutingView {
         if ring_table.key_type() != key.key_type {
             return Err(TokenMiss::UnsupportedKey);
         }
-        let token = token::key_token(&key, &mut self.key_bytes.borrow_mut())
+        let token = token::key_token(key, &mut self.key_bytes.borrow_mut())
             .map_err(|_| TokenMiss::UnsupportedKey)?;
-        let lead = if op == Operation::GetItem {
-            Lead::Rotate(worker.next_round_robin())
-        } else {
-            Lead::Key(token)
-        };
-        Ok(TokenTarget { table, token, lead })
+        Ok((table, token))
     }
 
     pub fn version(&self) -> u64 {
@@ -270,31 +320,48 @@ impl RoutingView {
         let mut fallback = self.fallback.borrow_mut();
         let ordinary = self.ordinary_plan(worker, health, &mut fallback);
         let mut plan = self.plan.borrow_mut();
-        let ring_table = self
-            .table
-            .snapshot()
-            .ring()
-            .and_then(|r| r.tables().get(target.table));
-        let Some(ring_table) = ring_table else {
+        let Some(ring) = self.table.snapshot().ring() else {
             return Err(self.write(&fallback, out, ordinary));
         };
-        let key = KeyReplicas {
-            ring: ring_table,
-            token: target.token,
-            lead: target.lead,
+        let k = worker.config.candidates();
+        let led_by_replica = match target {
+            TokenTarget::Key { table, token, lead } => {
+                let Some(ring_table) = ring.tables().get(table) else {
+                    return Err(self.write(&fallback, out, ordinary));
+                };
+                let key = KeyReplicas {
+                    ring: ring_table,
+                    token,
+                    lead,
+                };
+                replicas::replica_plan(
+                    &self.table,
+                    key,
+                    health,
+                    &fallback,
+                    k,
+                    &mut plan,
+                    &mut self.replicas.borrow_mut(),
+                );
+                plan.first()
+                    .is_some_and(|&first| ring_table.replicas_of(token).any(|r| r == first))
+            }
+            TokenTarget::Batch => {
+                let batch = self.batch.borrow();
+                let keys = batch
+                    .iter()
+                    .filter_map(|&(table, token)| Some((ring.tables().get(table)?, token)));
+                replicas::vote_plan(
+                    &self.table,
+                    keys,
+                    health,
+                    &fallback,
+                    k,
+                    &mut plan,
+                    &mut self.votes.borrow_mut(),
+                )
+            }
         };
-        replicas::replica_plan(
-            &self.table,
-            key,
-            health,
-            &fallback,
-            worker.config.candidates(),
-            &mut plan,
-            &mut self.replicas.borrow_mut(),
-        );
-        let led_by_replica = plan
-            .first()
-            .is_some_and(|&first| ring_table.replicas_of(target.token).any(|r| r == first));
         let decision = self.write(&plan, out, RoutedBy::Token);
         if led_by_replica {
             Ok(decision)

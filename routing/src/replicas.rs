@@ -16,6 +16,12 @@ use crate::plan::{reduce, RoutingTable};
 use crate::ring::TableRing;
 use crate::snapshot::HealthState;
 
+/// In scope and not `DOWN`: what any plan entry must be, even one the caller's fallback
+/// brings.
+fn usable(table: &RoutingTable, health: &[HealthState], i: usize) -> bool {
+    table.tier_of(i).is_some() && health.get(i).is_some_and(|h| h.is_eligible())
+}
+
 /// Which of a tier's eligible replicas leads the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lead {
@@ -40,7 +46,7 @@ pub struct KeyReplicas<'a> {
 /// Writes into `out` (after clearing it) at most `k` node indices: the replicas of `token`
 /// on `key.ring` that are `ACTIVE` and in scope, tier by tier (each tier starting at the replica
 /// [`Lead`] picks and continuing in ring order), then `fallback` (the caller's ordinary plan,
-/// already health-selected), skipping repeats.
+/// already health-selected), skipping repeats and anything out of scope or `DOWN`.
 ///
 /// `scratch` is reused between calls; nothing allocates once `out` and `scratch` have grown to
 /// `k` and the replica count.
@@ -86,10 +92,56 @@ pub fn replica_plan(
         if out.len() >= k {
             return;
         }
-        if table.tier_of(i).is_some() && !out.contains(&i) {
+        if usable(table, health, i) && !out.contains(&i) {
             out.push(i);
         }
     }
+}
+
+/// A batch's plan: every key votes for each of its replicas that is `ACTIVE` and in scope;
+/// voted nodes lead, innermost tier first and the most votes first within a tier (ties by
+/// node order), then `fallback` without repeats. `out` is cleared first; `votes` is scratch.
+/// Returns whether any node got a vote (a replica leads the plan).
+pub fn vote_plan<'r>(
+    table: &RoutingTable,
+    keys: impl IntoIterator<Item = (&'r TableRing, i64)>,
+    health: &[HealthState],
+    fallback: &[usize],
+    k: usize,
+    out: &mut Vec<usize>,
+    votes: &mut Vec<u32>,
+) -> bool {
+    out.clear();
+    votes.clear();
+    votes.resize(health.len(), 0);
+    for (ring, token) in keys {
+        for i in ring.replicas_of(token) {
+            if table.tier_of(i).is_some() && health.get(i) == Some(&HealthState::Active) {
+                if let Some(v) = votes.get_mut(i) {
+                    *v = v.saturating_add(1);
+                }
+            }
+        }
+    }
+    out.extend((0..votes.len()).filter(|&i| votes.get(i).is_some_and(|&v| v > 0)));
+    let voted = !out.is_empty();
+    out.sort_unstable_by_key(|&i| {
+        (
+            table.tier_of(i),
+            std::cmp::Reverse(votes.get(i).copied()),
+            i,
+        )
+    });
+    out.truncate(k);
+    for &i in fallback {
+        if out.len() >= k {
+            break;
+        }
+        if usable(table, health, i) && !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    voted && k > 0
 }
 
 #[cfg(test)]

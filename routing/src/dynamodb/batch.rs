@@ -5,7 +5,7 @@
 //! item only up to its key, the rest stepped over. One unusable write request does not spoil
 //! the batch; it is counted and the others still vote.
 
-use super::attribute::attribute_value;
+use super::attribute::{attribute_value, key_value_in};
 use super::json;
 use super::{KeySchemas, NoAffinity, PartitionKey};
 
@@ -35,7 +35,58 @@ pub fn batch_write_keys<'a>(
     batch.finish()
 }
 
-/// The keys of a `BatchWriteItem`, collected while its `RequestItems` are read.
+/// The HASH-key values of every key of a `BatchGetItem` body (`RequestItems`: table →
+/// `{"Keys": [key map, ...], ...}`), in body order, and the number of keys skipped (unknown
+/// table, missing or unusable key value). No usable key is an error, as for
+/// [`batch_write_keys`].
+pub fn batch_get_keys<'a>(
+    body: &'a [u8],
+    schemas: &impl KeySchemas,
+) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
+    let mut batch = BatchKeys::default();
+    let mut seen = false;
+    let mut s = json::Scanner::lenient(body);
+    s.object(|s, name| {
+        if seen || *name.bytes() != *b"RequestItems" {
+            return s.skip_value();
+        }
+        seen = true;
+        s.object(|s, table| {
+            let table = table.text();
+            let key_name = table.as_deref().and_then(|t| schemas.hash_key(t));
+            if s.peek() != Some(b'{') {
+                batch.skip(NoAffinity::MalformedBody);
+                return s.skip_value();
+            }
+            s.object(|s, member| {
+                if *member.bytes() != *b"Keys" || s.peek() != Some(b'[') {
+                    return s.skip_value();
+                }
+                s.array(|s| {
+                    let map = s.value_span()?;
+                    let (Some(table), Some(key_name)) = (&table, key_name) else {
+                        batch.skip(NoAffinity::UnknownTable);
+                        return Ok(());
+                    };
+                    match key_value_in(map, key_name) {
+                        Ok((key_type, value)) => batch.keys.push(PartitionKey {
+                            table: table.clone(),
+                            key_type,
+                            value,
+                        }),
+                        Err(reason) => batch.skip(reason),
+                    }
+                    Ok(())
+                })
+            })
+        })
+    })
+    .and_then(|()| s.finish())
+    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
+    batch.finish()
+}
+
+/// The keys of a batch, collected while its `RequestItems` are read.
 #[derive(Debug, Default)]
 struct BatchKeys<'a> {
     keys: Vec<PartitionKey<'a>>,

@@ -19,7 +19,7 @@
 //! The pieces, in the order a request meets them: the operation named by the target header
 //! (`operation`); whether the mode may route it by key, asked before any body is read
 //! (`mode`); the outcome of reading the body (`keys`), for single-item requests (`item`) and
-//! batches (`batch`), each key value read as the bytes the hash takes (`attribute`); the
+//! batches (`batch`), queries (`query`), each key value read as the bytes the hash takes (`attribute`); the
 //! table key schemas that say which attribute is the key (`schema`); and the scanner under all
 //! of them (`json`).
 
@@ -30,14 +30,16 @@ mod json;
 mod keys;
 mod mode;
 mod operation;
+mod query;
 mod schema;
 
 #[cfg(test)]
 mod tests;
 
-pub use batch::batch_write_keys;
+pub use batch::{batch_get_keys, batch_write_keys};
 pub use item::{item_key, reads_before_write};
 pub use keys::{affinity_keys, AffinityKeys, NoAffinity, PartitionKey};
 pub use mode::{learns_key_schema, needs_body, AffinityMode, UnknownAffinityMode};
 pub use operation::{Operation, TARGET_PREFIX};
+pub use query::query_key;
 pub use schema::{create_table_key_schema, table_description_key_schema, KeySchemas, TableHashKey};

@@ -587,3 +587,42 @@ fn no_affinity_labels_are_distinct() {
     let labels: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
     assert_eq!(labels.len(), all.len());
 }
+
+#[test]
+fn batch_get_keys_reads_every_key_of_every_table() {
+    let body = r#"{"ReturnConsumedCapacity":"NONE","RequestItems":{
+        "users":{"ProjectionExpression":"v","Keys":[{"pk":{"S":"u1"}},{"pk":{"S":"u2"}},{"other":{"S":"x"}},{"pk":{"BOOL":true}}],"ConsistentRead":true},
+        "unknown":{"Keys":[{"pk":{"S":"z"}}]},
+        "orders":{"Keys":[{"id":{"N":"9"}}]}
+    }}"#;
+    let (keys, skipped) = batch_get_keys(body.as_bytes(), &schemas()).expect("keys");
+    let got: Vec<(&str, KeyType, &[u8])> = keys
+        .iter()
+        .map(|k| (&*k.table, k.key_type, &*k.value))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("users", KeyType::S, &b"u1"[..]),
+            ("users", KeyType::S, &b"u2"[..]),
+            ("orders", KeyType::N, &b"9"[..]),
+        ]
+    );
+    assert_eq!(skipped, 3);
+    assert_eq!(
+        batch_get_keys(
+            br#"{"RequestItems":{"unknown":{"Keys":[{"pk":{"S":"z"}}]}}}"#,
+            &schemas()
+        )
+        .map(|_| ()),
+        Err(NoAffinity::UnknownTable)
+    );
+    assert_eq!(
+        batch_get_keys(br#"{"RequestItems":{}}"#, &schemas()).map(|_| ()),
+        Err(NoAffinity::NoUsableTarget)
+    );
+    assert_eq!(
+        batch_get_keys(br#"{"RequestItems":{"users":{"Keys":[{"pk""#, &schemas()).map(|_| ()),
+        Err(NoAffinity::MalformedBody)
+    );
+}

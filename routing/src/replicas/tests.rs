@@ -166,7 +166,11 @@ proptest! {
         let expected: Vec<usize> = fallback
             .iter()
             .copied()
-            .filter(|&i| table.tier_of(i).is_some() && !eligible.contains(&i))
+            .filter(|&i| {
+                table.tier_of(i).is_some()
+                    && health.get(i).is_some_and(|h| *h != HealthState::Down)
+                    && !eligible.contains(&i)
+            })
             .fold(Vec::new(), |mut v, i| {
                 if !v.contains(&i) {
                     v.push(i);
@@ -175,4 +179,56 @@ proptest! {
             });
         prop_assert!(expected.starts_with(&tail), "{:?} vs {:?}", tail, expected);
     }
+}
+
+fn votes(
+    table: &RoutingTable,
+    tokens: &[i64],
+    health: &[HealthState],
+    k: usize,
+) -> (bool, Vec<usize>) {
+    let ring = table.snapshot().ring().unwrap().table("t").unwrap();
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    let keys = tokens.iter().map(|&t| (ring, t));
+    let voted = vote_plan(
+        table,
+        keys,
+        health,
+        &[3, 5, 4, 2],
+        k,
+        &mut out,
+        &mut scratch,
+    );
+    (voted, out)
+}
+
+#[test]
+fn a_batch_goes_where_most_of_its_keys_have_replicas_in_the_nearest_tier() {
+    let table = fixture(ScopeMode::Fallback);
+    // Two keys in (0, 100] (nodes 1, 2, 4) and one in the wrapping range (nodes 3, 5, 6).
+    // Rack r1 holds nodes 1 and 4 (indices 0, 3), two votes each: node 1 wins the tie. Then
+    // the rest of the datacenter: node 2 (two votes), then nodes 3, 5, 6 (one each).
+    let all = votes(&table, &[10, 20, 500], &ACTIVE, 6);
+    assert_eq!(all, (true, vec![0, 3, 1, 2, 4, 5]));
+    // Node 1 down: node 4 leads; nothing down is planned.
+    let mut health = ACTIVE;
+    health[0] = HealthState::Down;
+    assert_eq!(
+        votes(&table, &[10, 20, 500], &health, 3),
+        (true, vec![3, 1, 2])
+    );
+    // Every replica of the key down: the fallback alone, and no vote.
+    let mut health = ACTIVE;
+    for i in [0, 1, 3] {
+        health[i] = HealthState::Down;
+    }
+    assert_eq!(votes(&table, &[10], &health, 3), (false, vec![5, 4, 2]));
+}
+
+#[test]
+fn strict_scope_votes_only_inside_it() {
+    let table = fixture(ScopeMode::Strict);
+    // The wrapping range has no replica in rack r1; the fallback's r1 node (index 3) follows.
+    assert_eq!(votes(&table, &[500], &ACTIVE, 3), (false, vec![3]));
+    assert_eq!(votes(&table, &[500, 10], &ACTIVE, 3), (true, vec![0, 3]));
 }
