@@ -59,6 +59,7 @@ pub mod passive;
 pub mod plan;
 pub mod scope;
 pub mod snapshot;
+pub mod token;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
