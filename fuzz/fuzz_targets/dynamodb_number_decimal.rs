@@ -63,7 +63,10 @@ fuzz_target!(|text: &[u8]| {
         .and_then(|e| e.parse().ok())
         .expect("an accepted number has a 64-bit exponent");
     let (joined, fraction_len) = match base.iter().position(|&b| b == b'.') {
-        Some(dot) => ([&base[..dot], &base[dot + 1..]].concat(), base.len() - dot - 1),
+        Some(dot) => (
+            [&base[..dot], &base[dot + 1..]].concat(),
+            base.len() - dot - 1,
+        ),
         None => (base.to_vec(), 0),
     };
     let (negative, digits) = match joined.split_first() {
@@ -71,12 +74,18 @@ fuzz_target!(|text: &[u8]| {
         Some((b'+', rest)) => (false, rest),
         _ => (false, &joined[..]),
     };
-    let first_nonzero = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
+    let first_nonzero = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
     let digits = &digits[first_nonzero..];
 
     assert!(out.len() >= 5, "scale and at least one byte");
     let scale = i32::from_be_bytes([out[0], out[1], out[2], out[3]]);
-    assert_eq!(i128::from(scale), fraction_len as i128 - i128::from(exponent));
+    assert_eq!(
+        i128::from(scale),
+        fraction_len as i128 - i128::from(exponent)
+    );
     let unscaled = &out[4..];
     if let [first, second, ..] = unscaled {
         assert!(
