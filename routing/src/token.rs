@@ -104,12 +104,12 @@ pub enum KeyBytesError {
 /// The most digits, after the leading zeros, of an `N` value this module serializes.
 ///
 /// Alternator limits a number to 38 significant digits, but not the zeros that follow them in
-/// the fraction: `1.000…0` with a million zeros is a valid key there, whose unscaled value has
-/// a million digits. Turning digits into binary costs time quadratic in their count, which a
-/// proxy cannot spend per request, so longer values are refused ([`KeyBytesError::NumberTooLong`])
-/// and such a request is simply not routed by token. Every number written without padding
-/// zeros (at most 126 integer digits for magnitude 125, at most 168 fraction digits for
-/// magnitude -130 with 38 significant digits) is far below the bound.
+/// the fraction: `1.000…0` with ten thousand zeros is a valid key there, whose unscaled value
+/// has ten thousand digits. Turning digits into binary costs time quadratic in their count,
+/// which a proxy cannot spend per request, so longer values are refused
+/// ([`KeyBytesError::NumberTooLong`]) and such a request is simply not routed by token. Every
+/// number written without padding zeros (at most 126 integer digits for magnitude 125, at most
+/// 168 fraction digits for magnitude -130 with 38 significant digits) is far below the bound.
 pub const MAX_NUMBER_DIGITS: usize = 1024;
 
 /// Alternator's limits on numbers (DynamoDB's): magnitude in `[-130, 125]`, at most 38

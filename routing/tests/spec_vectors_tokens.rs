@@ -365,7 +365,9 @@ mod properties {
         }
 
         #[test]
-        fn parsers_never_panic_on_arbitrary_bytes(value in prop::collection::vec(any::<u8>(), 0..64)) {
+        fn parsers_never_panic_on_arbitrary_bytes(
+            value in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
             let mut scratch = Vec::new();
             for key_type in [KeyType::S, KeyType::N, KeyType::B] {
                 let mut out = Vec::new();
