@@ -62,6 +62,7 @@ pub mod plan;
 pub mod ring;
 pub mod scope;
 pub mod snapshot;
+pub mod token;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
