@@ -1,5 +1,5 @@
 //! Token vectors asserted row by row: the partition-key bytes and token of DynamoDB hash-key
-//! values, the even tablet split and the tablet of a token. Data: `tests/data/` (see its README
+//! values, the even tablet split and the tablet of a token. Data: `testdata/` (see its README
 //! for provenance).
 
 // Helpers outside `#[test]` functions abort the test on bad data, which is what we want.
@@ -12,7 +12,7 @@ use alternator_routing::token::{
 
 /// Data rows of a vector file: `#` lines skipped, columns split on tabs.
 fn rows(name: &str) -> Vec<Vec<String>> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let rows: Vec<Vec<String>> = text
         .lines()
