@@ -63,6 +63,7 @@ pub mod replicas;
 pub mod ring;
 pub mod scope;
 pub mod snapshot;
+pub mod token;
 
 pub use endpoint::{Endpoint, EndpointError, Scheme};
 pub use health::{HealthThresholds, NodeHealth, Observation};
