@@ -116,6 +116,8 @@ pub enum TokenMiss {
     BodyTooLarge,
     /// No replica of the key is `ACTIVE` inside the scope.
     NoReplicaInScope,
+    /// A `Query` of an index: the table's ring does not place the index's partitions.
+    IndexQuery,
 }
 
 /// Outcome of one poll of the discovery agent.
@@ -160,7 +162,7 @@ pub enum Metric {
 
 /// The one table of fixed series: each one's family and label values (in the family's
 /// label order). A series' position here is its counter slot.
-pub const SERIES: [(Metric, Family, &[&str]); 31] = [
+pub const SERIES: [(Metric, Family, &[&str]); 32] = [
     (
         Metric::Routed(RoutedBy::RoundRobin),
         ROUTED,
@@ -238,6 +240,11 @@ pub const SERIES: [(Metric, Family, &[&str]); 31] = [
         &["fallback", "no_replica_in_scope"],
     ),
     (
+        Metric::TokenMissed(TokenMiss::IndexQuery),
+        TOKEN_AWARE,
+        &["fallback", "index"],
+    ),
+    (
         Metric::AgentPoll(PollOutcome::Updated),
         AGENT_POLLS,
         &["updated"],
@@ -302,17 +309,18 @@ impl Metric {
             Metric::TokenMissed(TokenMiss::UnsupportedKey) => 17,
             Metric::TokenMissed(TokenMiss::BodyTooLarge) => 18,
             Metric::TokenMissed(TokenMiss::NoReplicaInScope) => 19,
-            Metric::AgentPoll(PollOutcome::Updated) => 20,
-            Metric::AgentPoll(PollOutcome::NotModified) => 21,
-            Metric::AgentPoll(PollOutcome::Failed) => 22,
-            Metric::AgentPoll(PollOutcome::Invalid) => 23,
-            Metric::NodeHealthChanged(HealthState::Down) => 24,
-            Metric::NodeHealthChanged(HealthState::Quarantined) => 25,
-            Metric::NodeHealthChanged(HealthState::Active) => 26,
-            Metric::KeyNameLearned => 27,
-            Metric::SnapshotVersion => 28,
-            Metric::SnapshotAge => 29,
-            Metric::SnapshotNodes => 30,
+            Metric::TokenMissed(TokenMiss::IndexQuery) => 20,
+            Metric::AgentPoll(PollOutcome::Updated) => 21,
+            Metric::AgentPoll(PollOutcome::NotModified) => 22,
+            Metric::AgentPoll(PollOutcome::Failed) => 23,
+            Metric::AgentPoll(PollOutcome::Invalid) => 24,
+            Metric::NodeHealthChanged(HealthState::Down) => 25,
+            Metric::NodeHealthChanged(HealthState::Quarantined) => 26,
+            Metric::NodeHealthChanged(HealthState::Active) => 27,
+            Metric::KeyNameLearned => 28,
+            Metric::SnapshotVersion => 29,
+            Metric::SnapshotAge => 30,
+            Metric::SnapshotNodes => 31,
         }
     }
 

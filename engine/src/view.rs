@@ -117,6 +117,8 @@ impl KeySchemas for RingSchemas<'_> {
 
 fn token_miss(reason: NoAffinity) -> TokenMiss {
     match reason {
+        // The only request the extractors refuse as such is a Query of an index.
+        NoAffinity::NotEligible => TokenMiss::IndexQuery,
         NoAffinity::MalformedBody | NoAffinity::MalformedKeyValue => TokenMiss::BadBody,
         NoAffinity::UnknownTable => TokenMiss::UnknownTable,
         NoAffinity::UnsupportedKeyType => TokenMiss::UnsupportedKey,

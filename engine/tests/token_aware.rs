@@ -294,3 +294,83 @@ fn a_body_over_the_limit_is_not_buffered_for_the_token() {
     root.on_tick();
     assert_eq!(host.metric(&miss("body_too_large")), Some(1));
 }
+
+#[test]
+fn a_single_partition_query_is_led_by_a_replica_and_an_index_query_is_not() {
+    let snapshot = ring_snapshot(1, KeyType::S, &ACTIVE);
+    let (host, mut root) = worker_with(ON, &snapshot);
+    for i in 0..40 {
+        let value = format!("q{i}");
+        let body = format!(
+            r##"{{"TableName":"users","KeyConditionExpression":"#k = :v AND ts > :t","ExpressionAttributeNames":{{"#k":"id"}},"ExpressionAttributeValues":{{":v":{{"S":"{value}"}},":t":{{"N":"0"}}}}}}"##
+        );
+        let header = routed(&root, &mut MockStream::dynamodb("Query", &body)).unwrap();
+        let lead = header.split(',').next().unwrap().to_owned();
+        assert!(
+            replicas_of(&snapshot, KeyType::S, &value).contains(&lead),
+            "{header}"
+        );
+    }
+    let index = r#"{"TableName":"users","IndexName":"by_v","KeyConditionExpression":"v = :v","ExpressionAttributeValues":{":v":{"S":"a"}}}"#;
+    assert!(routed(&root, &mut MockStream::dynamodb("Query", index)).is_some());
+    root.on_tick();
+    assert_eq!(host.metric(APPLIED), Some(40));
+    assert_eq!(host.metric(&miss("index")), Some(1));
+}
+
+/// The node a batch of these keys should go to: the most replica votes, ties to the lowest
+/// address (the snapshot's order), every node in one scope tier.
+fn winner(snapshot: &str, keys: &[&str]) -> String {
+    let mut votes = std::collections::BTreeMap::<String, usize>::new();
+    for k in keys {
+        for r in replicas_of(snapshot, KeyType::S, k) {
+            *votes.entry(r).or_default() += 1;
+        }
+    }
+    let best = votes.values().copied().max().unwrap();
+    votes.into_iter().find(|(_, v)| *v == best).unwrap().0
+}
+
+#[test]
+fn batches_go_to_the_replica_most_of_their_keys_share() {
+    let snapshot = ring_snapshot(1, KeyType::S, &ACTIVE);
+    let (host, mut root) = worker_with(ON, &snapshot);
+    let mut applied = 0;
+    for batch in 0..30 {
+        let keys: Vec<String> = (0..1 + batch % 5)
+            .map(|i| format!("b{batch}-{i}"))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let expected = winner(&snapshot, &keys);
+        let get_keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!(r#"{{"id":{{"S":"{k}"}}}}"#))
+            .collect();
+        let get = format!(
+            r#"{{"RequestItems":{{"users":{{"Keys":[{}]}}}}}}"#,
+            get_keys.join(",")
+        );
+        let header = routed(&root, &mut MockStream::dynamodb("BatchGetItem", &get)).unwrap();
+        assert!(
+            header.starts_with(&expected),
+            "{keys:?}: {header}, expected {expected}"
+        );
+        let puts: Vec<String> = keys
+            .iter()
+            .map(|k| format!(r#"{{"PutRequest":{{"Item":{{"id":{{"S":"{k}"}}}}}}}}"#))
+            .collect();
+        let write = format!(r#"{{"RequestItems":{{"users":[{}]}}}}"#, puts.join(","));
+        let header = routed(&root, &mut MockStream::dynamodb("BatchWriteItem", &write)).unwrap();
+        assert!(
+            header.starts_with(&expected),
+            "{keys:?}: {header}, expected {expected}"
+        );
+        applied += 2;
+    }
+    // A batch of tables the ring does not list.
+    let other = r#"{"RequestItems":{"other":{"Keys":[{"id":{"S":"a"}}]}}}"#;
+    assert!(routed(&root, &mut MockStream::dynamodb("BatchGetItem", other)).is_some());
+    root.on_tick();
+    assert_eq!(host.metric(APPLIED), Some(applied));
+    assert_eq!(host.metric(&miss("unknown_table")), Some(1));
+}
