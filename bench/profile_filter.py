@@ -24,6 +24,7 @@ every request of the tick. Run: `.venv/bin/python bench/profile_filter.py [--req
 """
 
 import argparse
+import base64
 import collections
 import json
 import pathlib
@@ -32,9 +33,30 @@ from harness.envoy import wasm_path
 from harness.proxy_wasm import ProxyWasmHost
 
 
-def snapshot(nodes: int, port: int = 8000) -> bytes:
-    return json.dumps(
-        {
+def ring(nodes: list, tablets: int) -> dict:
+    """Table `bench` (hash key `pk`, S) in `tablets` even tablets, three replicas each on
+    consecutive nodes of the snapshot's order: the ring member the agent publishes."""
+    ends, replicas = bytearray(), bytearray()
+    step = (2**64 - 1) // tablets
+    for i in range(tablets):
+        last = 2**63 - 1 if i == tablets - 1 else -(2**63) + (i + 1) * step
+        ends += last.to_bytes(8, "big", signed=True)
+        replicas += bytes((i + r) % len(nodes) for r in range(3))
+    table = {
+        "table": "bench",
+        "hash_key": "pk",
+        "key_type": "S",
+        "layout": "tablets",
+        "width": 3,
+        "index_bytes": 1,
+        "end_tokens": base64.b64encode(ends).decode(),
+        "replicas": base64.b64encode(replicas).decode(),
+    }
+    return {"version": 1, "tables": [table]}
+
+
+def snapshot(nodes: int, port: int = 8000, tablets: int = 0) -> bytes:
+    doc = {
             "format": 1,
             "version": 7,
             "generated_at_ms": 1763735000000,
@@ -53,7 +75,9 @@ def snapshot(nodes: int, port: int = 8000) -> bytes:
                 key=lambda n: n["address"] + ":" + str(port),
             ),
         }
-    ).encode()
+    if tablets:
+        doc["ring"] = ring(doc["nodes"], tablets)
+    return json.dumps(doc).encode()
 
 
 def request_headers(operation: str, body_len: int):
@@ -115,8 +139,14 @@ class Host(ProxyWasmHost):
         return dict(self.spent), routed or "127.0.1.1:8000"
 
 
+TOKEN_AWARE = {"token_aware": {"enabled": True}}
+
+# (name, plugin configuration, nodes, operation, body, tablets of table `bench` in the ring)
 SCENARIOS = [
     ("round_robin_3_nodes_getitem", {}, 3, "GetItem", get_item_body),
+    ("round_robin_6_nodes_ring_getitem", {}, 6, "GetItem", get_item_body, 1024),
+    ("token_aware_6_nodes_getitem", TOKEN_AWARE, 6, "GetItem", get_item_body, 1024),
+    ("token_aware_6_nodes_putitem_1k", TOKEN_AWARE, 6, "PutItem", put_item_body, 1024),
     ("round_robin_100_nodes_getitem", {}, 100, "GetItem", get_item_body),
     ("no_affinity_putitem_1k", {}, 3, "PutItem", put_item_body),
     (
@@ -143,10 +173,11 @@ def profile(requests: int = 2000, wasm: pathlib.Path | None = None, noop: pathli
     scenarios = [(wasm, *scenario) for scenario in SCENARIOS]
     if noop is not None:
         scenarios.append((noop, "do_nothing_filter_getitem", {}, 3, "GetItem", get_item_body))
-    for module, name, plugin_config, nodes, operation, body in scenarios:
+    for module, name, plugin_config, nodes, operation, body, *ring_tablets in scenarios:
+        tablets = ring_tablets[0] if ring_tablets else 0
         host = Host(module, plugin_config)
         host.start()
-        host.store_snapshot(snapshot(nodes), 7)
+        host.store_snapshot(snapshot(nodes, tablets=tablets), 7)
         # Warm-up: the first request parses the snapshot; the first requests to each node
         # define its metrics.
         first, routed = host.request(2, operation, body(0), response)
@@ -164,6 +195,7 @@ def profile(requests: int = 2000, wasm: pathlib.Path | None = None, noop: pathli
         trace = segments(host.trace, host.fuel())
         out["scenarios"][name] = {
             "nodes": nodes,
+            "ring_tablets": tablets,
             "operation": operation,
             "body_bytes": len(body(1)),
             "plugin_config": plugin_config,
