@@ -27,6 +27,7 @@ pub mod discovery;
 pub mod dns;
 pub mod eds;
 pub mod metrics;
+pub mod sigv4;
 pub mod topology;
 pub mod transport;
 
