@@ -535,19 +535,25 @@ impl<T: Transport> RingDiscovery<T> {
         cursor: &mut usize,
     ) -> Result<TableRead, CallError> {
         let now = Instant::now();
-        let cached = self
-            .tables
-            .get(name)
-            .filter(|s| now.saturating_duration_since(s.described_at) < self.config.refresh_idle);
-        let (mut schema, mut described_at, mut layout, mut fresh) = match cached {
-            Some(state) => (
+        let known = self.tables.get(name);
+        let due = known.is_none_or(|s| {
+            now.saturating_duration_since(s.described_at) >= self.config.refresh_idle
+        });
+        let (mut schema, mut described_at, mut layout, mut fresh) = match known {
+            Some(state) if !due => (
                 state.schema.clone(),
                 state.described_at,
                 state.layout,
                 false,
             ),
-            None => match self.describe(name, hosts, cursor).await? {
-                Some(schema) => (schema, now, None, true),
+            _ => match self.describe(name, hosts, cursor).await? {
+                Some(schema) => {
+                    // The same table (same id) keeps its layout; a recreated one learns it anew.
+                    let layout = known
+                        .filter(|s| s.schema.table_id == schema.table_id)
+                        .and_then(|s| s.layout);
+                    (schema, now, layout, true)
+                }
                 None => return Ok(TableRead::Gone),
             },
         };
