@@ -163,6 +163,7 @@ def test_boto3_through_the_sim_to_dynamodb_local(backed_sim, table_name):
         "operation": "PutItem",
         "table": table_name,
         "key": {"S": "k"},
+        "replica": None,
     }
     queries = [e for e in backed_sim.keylog() if e["operation"] == "Query"]
     assert queries[0]["key"] == {"S": "k"}

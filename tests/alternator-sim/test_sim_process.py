@@ -37,7 +37,11 @@ def refuses(address: str, port: int) -> bool:
 def test_startup_line_describes_the_cluster(sim):
     assert sim.port > 0
     assert sim.info["control"].startswith("127.0.0.1:")
-    assert sim.info["nodes"] == [{"address": a, "datacenter": d, "rack": r} for a, d, r in NODES]
+    described = [{k: n[k] for k in ("address", "datacenter", "rack")} for n in sim.info["nodes"]]
+    assert described == [{"address": a, "datacenter": d, "rack": r} for a, d, r in NODES]
+    # Without a /BROADCAST field a node broadcasts its own address; host ids are UUIDs.
+    assert [n["broadcast_address"] for n in sim.info["nodes"]] == [a for a, _, _ in NODES]
+    assert len({n["host_id"] for n in sim.info["nodes"]}) == len(NODES)
 
 
 def test_localnodes_and_health(sim):

@@ -1,7 +1,7 @@
 //! Nodes, their fault states and listeners, and the state every node shares.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::backend::Backend;
 use crate::dynamo::Store;
 use crate::observe::{Counters, KeyLog, NodeCounters};
+use crate::ring::{self, RingState, TableRing};
 use crate::{Credentials, NodeSpec, SimConfig, SimError};
 
 /// Injected failure: answer `fraction` of DynamoDB requests with `status`.
@@ -56,6 +57,15 @@ pub struct NodeStatus {
     pub listed: bool,
     pub latency_ms: u64,
     pub fail: Option<FailureSpec>,
+    /// The address announced to other nodes (`system.peers`' `peer`, `system.token_ring`'s
+    /// `endpoint`); `address` is the rpc address.
+    #[serde(default)]
+    pub broadcast_address: Option<IpAddr>,
+    #[serde(default)]
+    pub host_id: String,
+    /// The node owns tokens (it has not been decommissioned or removed).
+    #[serde(default)]
+    pub in_ring: bool,
 }
 
 #[derive(Debug)]
@@ -102,7 +112,7 @@ impl Node {
             || (self.listening.load(Ordering::Acquire) && !f.hung && !f.decommissioned)
     }
 
-    fn status(&self) -> NodeStatus {
+    fn status(&self, host_id: String, in_ring: bool) -> NodeStatus {
         let f = self.faults();
         let listening = self.listening.load(Ordering::Acquire);
         let state = if f.listed_not_ready {
@@ -125,6 +135,9 @@ impl Node {
             listed: self.listed(),
             latency_ms: f.latency.as_millis() as u64,
             fail: f.fail,
+            broadcast_address: Some(self.spec.broadcast()),
+            host_id,
+            in_ring,
         }
     }
 
@@ -150,6 +163,11 @@ pub(crate) struct Cluster {
     pub auth: Option<Credentials>,
     pub keylog: KeyLog,
     request_ids: AtomicU64,
+    /// Token ownership of every table.
+    pub ring: RwLock<RingState>,
+    forward_delay_ns: AtomicU64,
+    /// Forced page size of internal-table reads; 0 = none.
+    internal_page_rows: AtomicUsize,
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -216,6 +234,21 @@ impl Cluster {
             if config.nodes[..i].iter().any(|m| m.address == n.address) {
                 return Err(SimError::DuplicateNode(n.address));
             }
+            if config.nodes[..i]
+                .iter()
+                .any(|m| m.broadcast() == n.broadcast())
+            {
+                return Err(SimError::InvalidArgument(format!(
+                    "broadcast address {} is used by two nodes",
+                    n.broadcast()
+                )));
+            }
+        }
+        config.ring.validate()?;
+        if config.internal_page_rows == Some(0) {
+            return Err(SimError::InvalidArgument(
+                "internal page rows must be at least 1".into(),
+            ));
         }
         let backend = config.backend.as_deref().map(Backend::new).transpose()?;
         // Nodes that start listed-but-not-ready do not bind; the rest share one port.
@@ -241,12 +274,21 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             port,
             nodes: RwLock::new(config.nodes.iter().cloned().map(Node::new).collect()),
-            store: Store::new(),
+            store: Store::with_seed(config.ring.seed),
             backend,
             auth: config.enforce_auth.clone(),
             keylog: KeyLog::new(config.keylog_capacity),
             request_ids: AtomicU64::new(1),
+            ring: RwLock::new(RingState::new(config.ring.clone())),
+            forward_delay_ns: AtomicU64::new(config.forward_delay.as_nanos() as u64),
+            internal_page_rows: AtomicUsize::new(config.internal_page_rows.unwrap_or(0)),
         });
+        {
+            let mut ring = cluster.ring.write().unwrap_or_else(|p| p.into_inner());
+            for n in &config.nodes {
+                ring.add_member(n.address, n.broadcast(), &n.datacenter, &n.rack);
+            }
+        }
         let mut listeners = listeners.into_iter();
         for node in cluster.nodes() {
             if node.spec.listed_not_ready {
@@ -277,12 +319,103 @@ impl Cluster {
             .ok_or(SimError::UnknownNode(address))
     }
 
+    fn ring_read(&self) -> std::sync::RwLockReadGuard<'_, RingState> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ring_write(&self) -> std::sync::RwLockWriteGuard<'_, RingState> {
+        self.ring.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn status_of(&self, node: &Node) -> NodeStatus {
+        let in_ring = self.ring_read().is_member(node.spec.address);
+        node.status(self.host_id(node.spec.address), in_ring)
+    }
+
     pub fn statuses(&self) -> Vec<NodeStatus> {
-        self.nodes().iter().map(|n| n.status()).collect()
+        self.nodes().iter().map(|n| self.status_of(n)).collect()
     }
 
     pub fn status(&self, address: IpAddr) -> Result<NodeStatus, SimError> {
-        Ok(self.node(address)?.status())
+        let node = self.node(address)?;
+        Ok(self.status_of(&node))
+    }
+
+    pub fn host_id(&self, address: IpAddr) -> String {
+        ring::host_id(self.ring_read().config.seed, address)
+    }
+
+    pub fn forward_delay(&self) -> Duration {
+        Duration::from_nanos(self.forward_delay_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn set_forward_delay(&self, delay: Duration) {
+        self.forward_delay_ns
+            .store(delay.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn internal_page_rows(&self) -> Option<usize> {
+        match self.internal_page_rows.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    pub fn set_internal_page_rows(&self, rows: Option<usize>) -> Result<(), SimError> {
+        if rows == Some(0) {
+            return Err(SimError::InvalidArgument(
+                "internal page rows must be at least 1 (null clears it)".into(),
+            ));
+        }
+        self.internal_page_rows
+            .store(rows.unwrap_or(0), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether `node` is a replica of the hash key `key` of `table` (`None`: unknown table or
+    /// a key without a token).
+    pub fn is_replica(&self, table: &str, key: &serde_json::Value, node: IpAddr) -> Option<bool> {
+        let token = ring::key_token(key)?;
+        self.ring_read().is_replica(table, token, node)
+    }
+
+    pub fn table_ring(&self, table: &str) -> Result<TableRing, SimError> {
+        Ok(self.ring_read().table_ring(table)?)
+    }
+
+    pub fn move_tablet(
+        &self,
+        table: &str,
+        index: usize,
+        from: IpAddr,
+        to: IpAddr,
+        finish: bool,
+    ) -> Result<TableRing, SimError> {
+        let mut ring = self.ring_write();
+        ring.move_tablet(table, index, from, to, finish)?;
+        tracing::info!(table, index, %from, %to, finish, "tablet replica moved");
+        Ok(ring.table_ring(table)?)
+    }
+
+    pub fn finish_migration(&self, table: &str, index: usize) -> Result<TableRing, SimError> {
+        let mut ring = self.ring_write();
+        ring.finish_migration(table, index)?;
+        Ok(ring.table_ring(table)?)
+    }
+
+    pub fn split_tablets(&self, table: &str) -> Result<TableRing, SimError> {
+        let mut ring = self.ring_write();
+        ring.split_tablets(table)?;
+        tracing::info!(table, "tablets split");
+        Ok(ring.table_ring(table)?)
+    }
+
+    /// Stop the node and take it out of the token ring (Scylla's `removenode`).
+    pub async fn remove_node(&self, address: IpAddr) -> Result<(), SimError> {
+        self.stop_node(address).await?;
+        self.ring_write().remove_member(address);
+        tracing::info!(%address, "node removed from the ring");
+        Ok(())
     }
 
     pub fn next_request_id(&self) -> u64 {
@@ -452,6 +585,7 @@ impl Cluster {
             f.decommissioned = true;
             f.listed_not_ready = false;
         });
+        self.ring_write().remove_member(address);
         tracing::info!(%address, "node decommissioned");
         Ok(())
     }
@@ -461,6 +595,12 @@ impl Cluster {
             let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
             if nodes.iter().any(|n| n.spec.address == spec.address) {
                 return Err(SimError::DuplicateNode(spec.address));
+            }
+            if nodes.iter().any(|n| n.spec.broadcast() == spec.broadcast()) {
+                return Err(SimError::Conflict(format!(
+                    "broadcast address {} is already used",
+                    spec.broadcast()
+                )));
             }
             let node = Node::new(spec);
             nodes.push(node.clone());
@@ -478,6 +618,9 @@ impl Cluster {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|n| !Arc::ptr_eq(n, &node));
         } else {
+            let s = &node.spec;
+            self.ring_write()
+                .add_member(s.address, s.broadcast(), &s.datacenter, &s.rack);
             tracing::info!(address = %node.spec.address, "node added");
         }
         result

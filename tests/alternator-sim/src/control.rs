@@ -122,8 +122,8 @@ impl ControlError {
 impl From<SimError> for ControlError {
     fn from(e: SimError) -> Self {
         let status = match e {
-            SimError::UnknownNode(_) => StatusCode::NOT_FOUND,
-            SimError::DuplicateNode(_) => StatusCode::CONFLICT,
+            SimError::UnknownNode(_) | SimError::UnknownTable(_) => StatusCode::NOT_FOUND,
+            SimError::DuplicateNode(_) | SimError::Conflict(_) => StatusCode::CONFLICT,
             SimError::InvalidArgument(_) | SimError::InvalidNode(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -145,6 +145,78 @@ struct FailBody {
 
 fn default_fail_status() -> u16 {
     503
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    from: IpAddr,
+    to: IpAddr,
+    #[serde(default = "default_finish")]
+    finish: bool,
+}
+
+fn default_finish() -> bool {
+    true
+}
+
+/// `GET /settings` and the body of `POST /settings` (absent fields stay unchanged;
+/// `"internal_page_rows": null` clears the forced page size).
+fn settings(cluster: &Cluster) -> Value {
+    json!({
+        "forward_delay_us": cluster.forward_delay().as_micros() as u64,
+        "internal_page_rows": cluster.internal_page_rows(),
+    })
+}
+
+fn update_settings(cluster: &Cluster, body: &[u8]) -> Result<(), ControlError> {
+    let v: Value = parse_body(body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ControlError::new(StatusCode::BAD_REQUEST, "body must be a JSON object"))?;
+    for key in obj.keys() {
+        if key != "forward_delay_us" && key != "internal_page_rows" {
+            return Err(ControlError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown setting {key:?}: expected forward_delay_us, internal_page_rows"),
+            ));
+        }
+    }
+    let delay = match obj.get("forward_delay_us") {
+        None => None,
+        Some(d) => Some(d.as_u64().ok_or_else(|| {
+            ControlError::new(
+                StatusCode::BAD_REQUEST,
+                "forward_delay_us must be a whole number of microseconds",
+            )
+        })?),
+    };
+    let rows = match obj.get("internal_page_rows") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(r) => Some(Some(r.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+            ControlError::new(
+                StatusCode::BAD_REQUEST,
+                "internal_page_rows must be a number >= 1, or null to clear it",
+            )
+        })? as usize)),
+    };
+    if let Some(rows) = rows {
+        cluster.set_internal_page_rows(rows)?;
+    }
+    if let Some(us) = delay {
+        cluster.set_forward_delay(Duration::from_micros(us));
+    }
+    Ok(())
+}
+
+fn parse_index(s: &str) -> Result<usize, ControlError> {
+    s.parse().map_err(|_| {
+        ControlError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid tablet index {s:?}"),
+        )
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -220,6 +292,7 @@ async fn route(
                         .await
                 }
                 "decommission" => cluster.decommission(address),
+                "remove" => cluster.remove_node(address).await,
                 other => {
                     return Err(ControlError::new(
                         StatusCode::NOT_FOUND,
@@ -236,6 +309,24 @@ async fn route(
                 .find_map(|p| p.strip_prefix("since="))
                 .and_then(|s| s.parse::<u64>().ok());
             Ok(json!(cluster.keylog.entries(since)))
+        }
+        (&Method::GET, ["tables", table, "ring"]) => Ok(json!(cluster.table_ring(table)?)),
+        (&Method::POST, ["tables", table, "tablets", index, "move"]) => {
+            let index = parse_index(index)?;
+            let b: MoveBody = parse_body(body)?;
+            Ok(json!(
+                cluster.move_tablet(table, index, b.from, b.to, b.finish)?
+            ))
+        }
+        (&Method::POST, ["tables", table, "tablets", index, "finish"]) => {
+            let index = parse_index(index)?;
+            Ok(json!(cluster.finish_migration(table, index)?))
+        }
+        (&Method::POST, ["tables", table, "split"]) => Ok(json!(cluster.split_tablets(table)?)),
+        (&Method::GET, ["settings"]) => Ok(settings(cluster)),
+        (&Method::POST, ["settings"]) => {
+            update_settings(cluster, body)?;
+            Ok(settings(cluster))
         }
         (&Method::POST, ["reset"]) => {
             cluster.reset();

@@ -200,30 +200,120 @@ async fn dynamodb(
             )
         }
     };
+    let table_name = request.get("TableName").and_then(Value::as_str);
+    if matches!(op, Operation::Scan | Operation::Query)
+        && table_name.is_some_and(crate::internal::is_internal)
+    {
+        return match crate::internal::handle(cluster, node, op, &request) {
+            Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
+            Err(e) => error_response(cluster, &e),
+        };
+    }
     if let Some(backend) = &cluster.backend {
         if op.is_data() {
             let schemas = backend.schemas(op, &request, &parts.headers).await;
             let keys = dynamo::request_keys(op, &request, &|t, i| schemas.lookup(t, i));
-            cluster.keylog.record(node.spec.address, op, keys);
+            cluster.keylog.record(node.spec.address, op, keys, None);
         } else if matches!(op, Operation::DeleteTable | Operation::CreateTable) {
             backend.forget_schemas();
         }
         return backend.forward(cluster, &parts, body).await;
     }
+    let mut replica = None;
     if op.is_data() {
         let keys = dynamo::request_keys(op, &request, &|t, i| match i {
             None => cluster.store.key_schema(t),
             Some(i) => cluster.store.index_key_schema(t, i),
         });
-        cluster.keylog.record(node.spec.address, op, keys);
+        replica = coordination(cluster, node, op, &request, &keys);
+        cluster.keylog.record(node.spec.address, op, keys, replica);
+    }
+    if let Some(r) = replica {
+        node.counters.count_coordination(r);
+        let delay = cluster.forward_delay();
+        if !r && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
     let host = parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    match cluster.store.handle_to_bytes(op, &request, host) {
-        Ok(body) => dynamo_response(cluster, 200, body),
-        Err(e) => error_response(cluster, &e),
+    match op {
+        Operation::CreateTable | Operation::DeleteTable => {
+            let result = cluster.store.handle(op, &request, host);
+            if let (Ok(answer), Some(name)) = (&result, table_name) {
+                track_table(cluster, op, name, &request, answer);
+            }
+            match result {
+                Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
+                Err(e) => error_response(cluster, &e),
+            }
+        }
+        _ => match cluster.store.handle_to_bytes(op, &request, host) {
+            Ok(body) => dynamo_response(cluster, 200, body),
+            Err(e) => error_response(cluster, &e),
+        },
     }
+}
+
+/// For a single-key request (GetItem, PutItem, UpdateItem, DeleteItem, or a Query of the table
+/// or of an LSI, which shares its partitions): whether this node is a replica of the key.
+fn coordination(
+    cluster: &Cluster,
+    node: &Node,
+    op: Operation,
+    request: &Value,
+    keys: &[(String, Value)],
+) -> Option<bool> {
+    let [(table, key)] = keys else {
+        return None;
+    };
+    match op {
+        Operation::GetItem | Operation::PutItem | Operation::UpdateItem | Operation::DeleteItem => {
+        }
+        Operation::Query => {
+            if let Some(index) = request.get("IndexName").and_then(Value::as_str) {
+                let base = cluster.store.key_schema(table)?;
+                let idx = cluster.store.index_key_schema(table, index)?;
+                if idx.hash != base.hash {
+                    return None;
+                }
+            }
+        }
+        _ => return None,
+    }
+    cluster.is_replica(table, key, node.spec.address)
+}
+
+/// Keep the ring's tables in step with CreateTable and DeleteTable.
+fn track_table(cluster: &Cluster, op: Operation, name: &str, request: &Value, answer: &Value) {
+    let mut ring = cluster.ring.write().unwrap_or_else(|p| p.into_inner());
+    if op == Operation::DeleteTable {
+        ring.drop_table(name);
+        return;
+    }
+    let Some(id) = answer
+        .pointer("/TableDescription/TableId")
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let tag = request
+        .get("Tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|t| t.get("Key").and_then(Value::as_str) == Some("system:initial_tablets"))
+        .map(|t| t.get("Value").and_then(Value::as_str).unwrap_or(""));
+    let views = request
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.get("IndexName").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    ring.create_table(name, id, tag, views);
 }

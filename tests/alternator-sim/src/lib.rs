@@ -31,7 +31,9 @@ mod cluster;
 mod control;
 mod dynamo;
 mod http;
+mod internal;
 mod observe;
+pub mod ring;
 pub mod sigv4;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster::{FailureSpec, NodeState, NodeStatus};
 pub use observe::{Counters, KeyLogEntry, NodeCounterSnapshot};
+pub use ring::{Layout, RangeOwnership, RingConfig, TableRing, TabletSplit};
 
 /// One node of the simulated cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +54,11 @@ pub struct NodeSpec {
     pub address: IpAddr,
     pub datacenter: String,
     pub rack: String,
+    /// The address the node announces to other nodes (`system.token_ring`'s `endpoint`,
+    /// `system.peers`' `peer`), when it differs from `address` (the `rpc_address` clients
+    /// connect to and `/localnodes` lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast_address: Option<IpAddr>,
     /// Start (or join, for [`Sim::add_node`]) listed in `/localnodes` while the port still
     /// refuses connections, as Scylla does for ~13 s after a node joins.
     #[serde(default)]
@@ -70,9 +78,21 @@ impl NodeSpec {
             address: address.into(),
             datacenter: datacenter.into(),
             rack: rack.into(),
+            broadcast_address: None,
             listed_not_ready: false,
             ready_after_ms: None,
         }
+    }
+
+    /// Announce `broadcast` instead of `address` to other nodes.
+    pub fn with_broadcast_address(mut self, broadcast: impl Into<IpAddr>) -> Self {
+        self.broadcast_address = Some(broadcast.into());
+        self
+    }
+
+    /// The address announced to other nodes (`broadcast_address`, default `address`).
+    pub fn broadcast(&self) -> IpAddr {
+        self.broadcast_address.unwrap_or(self.address)
     }
 
     /// Join listed-but-not-ready (see [`NodeSpec::listed_not_ready`]).
@@ -86,7 +106,8 @@ impl NodeSpec {
 impl FromStr for NodeSpec {
     type Err = SimError;
 
-    /// `ADDRESS/DATACENTER/RACK`, e.g. `127.0.0.2/dc1/rack2`.
+    /// `ADDRESS/DATACENTER/RACK[/BROADCAST]`, e.g. `127.0.0.2/dc1/rack2` or
+    /// `127.0.0.2/dc1/rack2/10.0.0.2`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || SimError::InvalidNode(s.to_owned());
         let mut parts = s.split('/');
@@ -96,10 +117,16 @@ impl FromStr for NodeSpec {
             .ok_or_else(bad)?;
         let datacenter = parts.next().filter(|d| !d.is_empty()).ok_or_else(bad)?;
         let rack = parts.next().filter(|r| !r.is_empty()).ok_or_else(bad)?;
+        let broadcast = parts
+            .next()
+            .map(|b| b.parse::<IpAddr>().map_err(|_| bad()))
+            .transpose()?;
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(NodeSpec::new(address, datacenter, rack))
+        let mut spec = NodeSpec::new(address, datacenter, rack);
+        spec.broadcast_address = broadcast;
+        Ok(spec)
     }
 }
 
@@ -151,6 +178,14 @@ pub struct SimConfig {
     pub backend: Option<String>,
     /// Entries kept in the key log (oldest dropped first).
     pub keylog_capacity: usize,
+    /// Token ownership: layout, tablets, vnodes, replication factor, seed.
+    pub ring: RingConfig,
+    /// A coordinator that is not a replica of a single-key request's key waits this long
+    /// before answering (a stand-in for the extra hop; for benchmarks only).
+    pub forward_delay: Duration,
+    /// At most this many rows per page of an internal-table Scan or Query (default: only the
+    /// ~1 MB page cap), so that readers' pagination can be tested.
+    pub internal_page_rows: Option<usize>,
 }
 
 impl SimConfig {
@@ -171,6 +206,9 @@ impl Default for SimConfig {
             enforce_auth: None,
             backend: None,
             keylog_capacity: 100_000,
+            ring: RingConfig::default(),
+            forward_delay: Duration::ZERO,
+            internal_page_rows: None,
         }
     }
 }
@@ -180,7 +218,7 @@ impl Default for SimConfig {
 pub enum SimError {
     #[error("a sim needs at least one node")]
     NoNodes,
-    #[error("invalid node {0:?}: expected ADDRESS/DATACENTER/RACK, e.g. 127.0.0.2/dc1/rack2")]
+    #[error("invalid node {0:?}: expected ADDRESS/DATACENTER/RACK[/BROADCAST], e.g. 127.0.0.2/dc1/rack2")]
     InvalidNode(String),
     #[error("node {0} is defined twice")]
     DuplicateNode(IpAddr),
@@ -198,6 +236,20 @@ pub enum SimError {
     InvalidBackend(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("no table named {0:?}")]
+    UnknownTable(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl From<ring::RingError> for SimError {
+    fn from(e: ring::RingError) -> Self {
+        match e {
+            ring::RingError::UnknownTable(t) => SimError::UnknownTable(t),
+            ring::RingError::Invalid(m) => SimError::InvalidArgument(m),
+            ring::RingError::Conflict(m) => SimError::Conflict(m),
+        }
+    }
 }
 
 /// A running simulated cluster. Dropping it stops every listener; [`Sim::shutdown`] also waits
@@ -261,6 +313,8 @@ impl Sim {
                 "address": n.spec.address.to_string(),
                 "datacenter": n.spec.datacenter,
                 "rack": n.spec.rack,
+                "broadcast_address": n.spec.broadcast().to_string(),
+                "host_id": self.cluster.host_id(n.spec.address),
             })).collect::<Vec<_>>(),
         })
         .to_string()
@@ -318,6 +372,55 @@ impl Sim {
     /// Add a node at runtime (on the sim's port).
     pub async fn add_node(&self, spec: NodeSpec) -> Result<(), SimError> {
         self.cluster.add_node(spec).await
+    }
+
+    /// Leave `/localnodes` and stop like [`Sim::stop_node`], and leave the token ring
+    /// (Scylla's `removenode`): the node's tablet replicas move to other nodes.
+    pub async fn remove_node(&self, address: IpAddr) -> Result<(), SimError> {
+        self.cluster.remove_node(address).await
+    }
+
+    /// Who owns what of a table.
+    pub fn table_ring(&self, table: &str) -> Result<TableRing, SimError> {
+        self.cluster.table_ring(table)
+    }
+
+    /// Move tablet `index` of `table` from node `from` to node `to`: at once (`finish`), or
+    /// left in the `write_both_read_old` stage until [`Sim::finish_migration`].
+    pub fn move_tablet(
+        &self,
+        table: &str,
+        index: usize,
+        from: IpAddr,
+        to: IpAddr,
+        finish: bool,
+    ) -> Result<TableRing, SimError> {
+        self.cluster.move_tablet(table, index, from, to, finish)
+    }
+
+    /// Complete a migration left in progress by [`Sim::move_tablet`].
+    pub fn finish_migration(&self, table: &str, index: usize) -> Result<TableRing, SimError> {
+        self.cluster.finish_migration(table, index)
+    }
+
+    /// Double a tablets table's tablet count (each half keeps the tablet's replicas).
+    pub fn split_tablets(&self, table: &str) -> Result<TableRing, SimError> {
+        self.cluster.split_tablets(table)
+    }
+
+    /// A node's host id (stable for its address and the ring seed).
+    pub fn host_id(&self, address: IpAddr) -> String {
+        self.cluster.host_id(address)
+    }
+
+    /// Change the forward delay of non-replica coordinators.
+    pub fn set_forward_delay(&self, delay: Duration) {
+        self.cluster.set_forward_delay(delay);
+    }
+
+    /// Change the forced page size of internal-table reads (`None`: only the ~1 MB cap).
+    pub fn set_internal_page_rows(&self, rows: Option<usize>) -> Result<(), SimError> {
+        self.cluster.set_internal_page_rows(rows)
     }
 
     /// Request counters of every node.

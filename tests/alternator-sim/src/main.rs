@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alternator_sim::{Credentials, NodeSpec, Sim, SimConfig};
+use std::time::Duration;
+
+use alternator_sim::{Credentials, Layout, NodeSpec, RingConfig, Sim, SimConfig, TabletSplit};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -14,12 +16,14 @@ use serde::Deserialize;
 #[derive(Debug, Parser)]
 #[command(name = "alternator-sim", version)]
 struct Args {
-    /// A node as ADDRESS/DATACENTER/RACK (repeat for every node), e.g. 127.0.0.2/dc1/rack2.
-    #[arg(long = "node", value_name = "ADDRESS/DC/RACK")]
+    /// A node as ADDRESS/DATACENTER/RACK[/BROADCAST] (repeat for every node), e.g.
+    /// 127.0.0.2/dc1/rack2; BROADCAST is the address it announces to other nodes
+    /// (system.peers, system.token_ring), default ADDRESS.
+    #[arg(long = "node", value_name = "ADDRESS/DC/RACK[/BROADCAST]")]
     nodes: Vec<NodeSpec>,
 
-    /// JSON file with {"nodes": [{"address", "datacenter", "rack"}], "port": P}; --node adds
-    /// to its nodes, other flags override it.
+    /// JSON file with {"nodes": [{"address", "datacenter", "rack", "broadcast_address"?}],
+    /// "port": P}; --node adds to its nodes, other flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -46,6 +50,69 @@ struct Args {
     /// Tokio worker threads (default: one per CPU).
     #[arg(long)]
     worker_threads: Option<usize>,
+
+    /// Token layout of new tables: tablets or vnodes (a CreateTable tag
+    /// system:initial_tablets overrides it per table: a number asks for tablets, other text for
+    /// vnodes).
+    #[arg(long, value_name = "vnodes|tablets", default_value = "tablets")]
+    ring_layout: Layout,
+
+    /// Tokens each node owns in the vnodes layout.
+    #[arg(long, default_value_t = 16)]
+    vnodes_per_node: u32,
+
+    /// Tablets of a new tablets table.
+    #[arg(long, default_value_t = 8)]
+    tablets: u32,
+
+    /// Tablet boundaries: even (ScyllaDB's even split) or uneven (deterministic, seeded).
+    #[arg(long, value_name = "even|uneven", default_value = "even")]
+    tablet_split: TabletSplit,
+
+    /// Replicas per datacenter (capped by the datacenter's node count).
+    #[arg(long, default_value_t = 3)]
+    replication_factor: u32,
+
+    /// Seed of vnode tokens, host ids, table ids and uneven tablet boundaries.
+    #[arg(long, default_value_t = 0)]
+    ring_seed: u64,
+
+    /// A coordinator that is not a replica of a single-key request's key waits this long before
+    /// answering (e.g. 300us, 2ms; a model of the extra hop for benchmarks only).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    forward_delay: Duration,
+
+    /// At most N rows per page of a Scan/Query of an internal table (default: only the ~1 MB
+    /// cap), to test readers' pagination.
+    #[arg(long, value_name = "N")]
+    internal_page_rows: Option<usize>,
+}
+
+/// `0`, or a number with a unit: `ns`, `us`, `ms`, `s` (e.g. `300us`, `2ms`, `1.5s`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} needs a unit: ns, us, ms or s (e.g. 300us)"))?;
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 300us, 2ms)"))?;
+    let seconds = match unit {
+        "ns" => value / 1e9,
+        "us" | "µs" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ns, us, ms or s"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +146,16 @@ fn config(args: &Args) -> Result<SimConfig, String> {
         enforce_auth: args.enforce_auth.clone(),
         backend: args.backend.clone(),
         keylog_capacity: args.keylog_capacity,
+        ring: RingConfig {
+            layout: args.ring_layout,
+            vnodes_per_node: args.vnodes_per_node,
+            tablets: args.tablets,
+            tablet_split: args.tablet_split,
+            replication_factor: args.replication_factor,
+            seed: args.ring_seed,
+        },
+        forward_delay: args.forward_delay,
+        internal_page_rows: args.internal_page_rows,
     })
 }
 

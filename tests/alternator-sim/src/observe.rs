@@ -18,6 +18,8 @@ pub(crate) struct NodeCounters {
     localnodes: AtomicU64,
     health: AtomicU64,
     injected_failures: AtomicU64,
+    as_replica: AtomicU64,
+    as_non_replica: AtomicU64,
 }
 
 impl NodeCounters {
@@ -27,7 +29,19 @@ impl NodeCounters {
             localnodes: AtomicU64::new(0),
             health: AtomicU64::new(0),
             injected_failures: AtomicU64::new(0),
+            as_replica: AtomicU64::new(0),
+            as_non_replica: AtomicU64::new(0),
         }
+    }
+
+    /// A single-key request this node coordinated, as a replica of the key or not.
+    pub(crate) fn count_coordination(&self, replica: bool) {
+        let c = if replica {
+            &self.as_replica
+        } else {
+            &self.as_non_replica
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_operation(&self, op: Operation) {
@@ -62,6 +76,8 @@ impl NodeCounters {
             localnodes: self.localnodes.load(Ordering::Relaxed),
             health: self.health.load(Ordering::Relaxed),
             injected_failures: self.injected_failures.load(Ordering::Relaxed),
+            coordinated_as_replica: self.as_replica.load(Ordering::Relaxed),
+            coordinated_as_non_replica: self.as_non_replica.load(Ordering::Relaxed),
         }
     }
 
@@ -72,6 +88,8 @@ impl NodeCounters {
         self.localnodes.store(0, Ordering::Relaxed);
         self.health.store(0, Ordering::Relaxed);
         self.injected_failures.store(0, Ordering::Relaxed);
+        self.as_replica.store(0, Ordering::Relaxed);
+        self.as_non_replica.store(0, Ordering::Relaxed);
     }
 }
 
@@ -89,6 +107,14 @@ pub struct NodeCounterSnapshot {
     pub health: u64,
     /// DynamoDB requests answered with a failure injected by `fail`.
     pub injected_failures: u64,
+    /// Single-key requests (GetItem, PutItem, UpdateItem, DeleteItem, Query on the table or an
+    /// LSI) this node coordinated while being a replica of the key's range (any datacenter).
+    #[serde(default)]
+    pub coordinated_as_replica: u64,
+    /// The same, while not being a replica: Scylla would forward them
+    /// (`coordinator_outside_replica_set`).
+    #[serde(default)]
+    pub coordinated_as_non_replica: u64,
 }
 
 /// Counters of every node, keyed by node address.
@@ -121,6 +147,9 @@ pub struct KeyLogEntry {
     /// The hash-key AttributeValue exactly as the client sent it (`{"S": "k1"}`); `null` for
     /// a Scan or when the table's key schema is unknown.
     pub key: Value,
+    /// For single-key requests: whether the node was a replica of the key (`null` otherwise).
+    #[serde(default)]
+    pub replica: Option<bool>,
 }
 
 /// Bounded ring of the most recent [`KeyLogEntry`]s.
@@ -144,6 +173,7 @@ struct Entry {
     operation: Operation,
     table: String,
     key: Value,
+    replica: Option<bool>,
 }
 
 impl Entry {
@@ -154,6 +184,7 @@ impl Entry {
             operation: self.operation.name().to_owned(),
             table: self.table.clone(),
             key: self.key.clone(),
+            replica: self.replica,
         }
     }
 }
@@ -171,6 +202,7 @@ impl KeyLog {
         node: IpAddr,
         operation: Operation,
         keys: impl IntoIterator<Item = (String, Value)>,
+        replica: Option<bool>,
     ) {
         if self.capacity == 0 {
             return;
@@ -188,6 +220,7 @@ impl KeyLog {
                 operation,
                 table,
                 key,
+                replica,
             });
         }
     }

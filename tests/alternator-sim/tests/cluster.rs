@@ -592,7 +592,7 @@ async fn control_api_drives_every_action() {
     let log = control(&sim, "GET", "/keylog", None).await.json();
     assert_eq!(
         log[0],
-        json!({"seq": 0, "node": "127.0.0.1", "operation": "GetItem", "table": "items", "key": {"S": "k"}})
+        json!({"seq": 0, "node": "127.0.0.1", "operation": "GetItem", "table": "items", "key": {"S": "k"}, "replica": true})
     );
     assert_eq!(
         control(&sim, "GET", "/keylog?since=1", None).await.json(),

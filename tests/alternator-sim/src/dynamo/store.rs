@@ -190,6 +190,8 @@ impl Table {
 pub struct Store {
     tables: RwLock<HashMap<String, Arc<Table>>>,
     next_table_id: AtomicU64,
+    /// Seeds the table ids (the ring seed).
+    seed: u64,
 }
 
 fn str_field<'r>(req: &'r Value, field: &str) -> Option<&'r str> {
@@ -370,8 +372,17 @@ impl PreparedWrite {
 }
 
 impl Store {
+    #[cfg(test)]
     pub fn new() -> Self {
         Store::default()
+    }
+
+    /// A store whose table ids derive from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        Store {
+            seed,
+            ..Store::default()
+        }
     }
 
     fn tables(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Table>>> {
@@ -499,6 +510,12 @@ impl Store {
 
     fn create_table(&self, req: &Value) -> DynamoResult<Value> {
         let name = required_str(req, "TableName", "tableName")?;
+        if name.starts_with(crate::internal::PREFIX) {
+            return Err(DynamoError::validation(format!(
+                "Prefix {} is reserved for accessing internal tables",
+                crate::internal::PREFIX
+            )));
+        }
         if name.len() < 3
             || name.len() > 255
             || !name
@@ -612,7 +629,7 @@ impl Store {
         description.insert("TableArn".into(), json!(arn));
         description.insert(
             "TableId".into(),
-            json!(format!("00000000-0000-4000-8000-{table_id:012x}")),
+            json!(crate::ring::table_id(self.seed, name, table_id)),
         );
         let pt = req.get("ProvisionedThroughput");
         description.insert(
