@@ -9,7 +9,16 @@ use serde_json::{json, Value};
 
 use crate::ring::rows::Item;
 use crate::sigv4::{Request, Signer};
-use crate::transport::{authority, FetchError, Transport};
+use crate::transport::{authority, Answer, FetchError, Transport};
+
+/// One page of a Query or Scan answer.
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(rename = "Items")]
+    items: Option<Vec<Item>>,
+    #[serde(rename = "LastEvaluatedKey")]
+    last_evaluated_key: Option<Value>,
+}
 
 /// Rows asked per page; keeps every answer far below the transport's body limit.
 pub const PAGE_LIMIT: u32 = 1000;
@@ -161,13 +170,18 @@ pub struct Client<'a, T> {
 }
 
 impl<T: Transport> Client<'_, T> {
-    /// One `DynamoDB_20120810.<operation>` request to `host`.
+    /// One `DynamoDB_20120810.<operation>` request to `host`: its JSON answer.
     pub async fn call(
         &self,
         host: &str,
         operation: &str,
         body: &Value,
     ) -> Result<Value, CallError> {
+        let answer = self.send(host, operation, body).await?;
+        classify(answer.status, &answer.body)
+    }
+
+    async fn send(&self, host: &str, operation: &str, body: &Value) -> Result<Answer, CallError> {
         let body = Bytes::from(body.to_string());
         let host_header = authority(host, self.port);
         let target = format!("DynamoDB_20120810.{operation}");
@@ -193,15 +207,14 @@ impl<T: Transport> Client<'_, T> {
             headers.push(("x-amz-date", &signature.amz_date));
             headers.push(("authorization", &signature.authorization));
         }
-        let answer = self
-            .transport
+        self.transport
             .post(host, "/", &headers, body.clone(), self.timeout)
             .await
-            .map_err(|e: FetchError| CallError::Unavailable(e.to_string()))?;
-        classify(answer.status, &answer.body)
+            .map_err(|e: FetchError| CallError::Unavailable(e.to_string()))
     }
 
-    /// Every item of a Query or Scan, following `LastEvaluatedKey` on the same node.
+    /// Every item of a Query or Scan, following `LastEvaluatedKey` on the same node. Pages are
+    /// parsed straight into [`Item`]s.
     pub async fn items(
         &self,
         host: &str,
@@ -212,18 +225,28 @@ impl<T: Transport> Client<'_, T> {
         let mut pages = 0u32;
         let mut previous_key: Option<Value> = None;
         for _ in 0..MAX_PAGES {
-            let answer = self.call(host, operation, &request).await?;
-            pages += 1;
-            if let Some(Value::Array(page)) = answer.get("Items") {
-                items.extend(page.iter().filter_map(|i| i.as_object().cloned()));
-            } else {
-                return Err(CallError::Unavailable(format!(
-                    "{operation} answer has no Items list"
-                )));
+            let answer = self.send(host, operation, &request).await?;
+            if answer.status != 200 {
+                return Err(match classify(answer.status, &answer.body) {
+                    Err(error) => error,
+                    Ok(_) => CallError::Unavailable(format!("answered HTTP {}", answer.status)),
+                });
             }
-            match answer.get("LastEvaluatedKey") {
+            let page: Page = serde_json::from_slice(&answer.body).map_err(|e| {
+                CallError::Unavailable(format!("{operation} answer is not a page of items: {e}"))
+            })?;
+            pages += 1;
+            match page.items {
+                Some(page_items) => items.extend(page_items),
+                None => {
+                    return Err(CallError::Unavailable(format!(
+                        "{operation} answer has no Items list"
+                    )))
+                }
+            }
+            match page.last_evaluated_key {
                 Some(key @ Value::Object(_)) => {
-                    if previous_key.as_ref() == Some(key) {
+                    if previous_key.as_ref() == Some(&key) {
                         return Err(CallError::Unavailable(
                             "the same LastEvaluatedKey twice in a row".to_owned(),
                         ));
@@ -231,7 +254,7 @@ impl<T: Transport> Client<'_, T> {
                     if let Some(object) = request.as_object_mut() {
                         object.insert("ExclusiveStartKey".to_owned(), key.clone());
                     }
-                    previous_key = Some(key.clone());
+                    previous_key = Some(key);
                 }
                 _ => return Ok((items, pages)),
             }

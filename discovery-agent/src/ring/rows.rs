@@ -10,10 +10,67 @@ use std::net::IpAddr;
 
 use alternator_routing::hash::KeyType;
 use alternator_routing::ring::RangeOwners;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
-/// One DynamoDB item.
-pub type Item = Map<String, Value>;
+/// One row of an internal table: only the columns ring discovery reads, as the text of their
+/// `S` (or `N`) value. Other columns are dropped while a page is parsed, so a page of a large
+/// ring costs a few hundred bytes per row, not a JSON tree. A row that is not an object, or a
+/// column of another shape, reads as missing (and the row is skipped, counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Item {
+    table_name: Option<String>,
+    start_token: Option<String>,
+    end_token: Option<String>,
+    endpoint: Option<String>,
+    last_token: Option<String>,
+    replicas: Option<String>,
+    new_replicas: Option<String>,
+    stage: Option<String>,
+    peer: Option<String>,
+    broadcast_address: Option<String>,
+    rpc_address: Option<String>,
+    host_id: Option<String>,
+}
+
+impl Item {
+    /// Keeps the columns ring discovery reads from a DynamoDB item.
+    pub fn from_value(value: Value) -> Self {
+        let Value::Object(mut map) = value else {
+            return Item::default();
+        };
+        let mut take = |name: &str| match map.remove(name) {
+            Some(Value::Object(mut attribute)) => {
+                match attribute.remove("S").or_else(|| attribute.remove("N")) {
+                    Some(Value::String(text)) => Some(text),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        Item {
+            table_name: take("table_name"),
+            start_token: take("start_token"),
+            end_token: take("end_token"),
+            endpoint: take("endpoint"),
+            last_token: take("last_token"),
+            replicas: take("replicas"),
+            new_replicas: take("new_replicas"),
+            stage: take("stage"),
+            peer: take("peer"),
+            broadcast_address: take("broadcast_address"),
+            rpc_address: take("rpc_address"),
+            host_id: take("host_id"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // One row's tree at a time, dropped at once.
+        Value::deserialize(deserializer).map(Item::from_value)
+    }
+}
 
 /// `table_name` of `system.token_ring` rows that describe a whole vnode keyspace.
 pub const ALL_TABLES: &str = "<ALL>";
@@ -74,13 +131,24 @@ impl Skipped {
     }
 }
 
-/// The string value of attribute `name` (`S`, or `N` as its text).
+/// The text of column `name`, when the row has it.
 pub fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    let value = item.get(name)?.as_object()?;
-    value
-        .get("S")
-        .or_else(|| value.get("N"))
-        .and_then(Value::as_str)
+    let column = match name {
+        "table_name" => &item.table_name,
+        "start_token" => &item.start_token,
+        "end_token" => &item.end_token,
+        "endpoint" => &item.endpoint,
+        "last_token" => &item.last_token,
+        "replicas" => &item.replicas,
+        "new_replicas" => &item.new_replicas,
+        "stage" => &item.stage,
+        "peer" => &item.peer,
+        "broadcast_address" => &item.broadcast_address,
+        "rpc_address" => &item.rpc_address,
+        "host_id" => &item.host_id,
+        _ => &None,
+    };
+    column.as_deref()
 }
 
 fn token(item: &Item, name: &str) -> Result<i64, SkipReason> {
@@ -334,10 +402,7 @@ mod tests {
     use super::*;
 
     fn item(value: Value) -> Item {
-        match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
+        Item::from_value(value)
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -463,7 +528,7 @@ mod tests {
         assert_eq!(t[1], (i64::MAX, vec![ip("10.0.0.1"), ip("10.0.0.2")]));
 
         let mut moved = rows.clone();
-        moved[1].insert("stage".into(), json!({"S": "write_both_read_new"}));
+        moved[1].stage = Some("write_both_read_new".into());
         let (t, _) = tablets(&moved, &book());
         assert_eq!(t[1], (i64::MAX, vec![ip("10.0.0.1"), ip("10.0.0.3")]));
     }
@@ -493,6 +558,22 @@ mod tests {
                 (SkipReason::BadReplicas, 1)
             ]
         );
+    }
+
+    #[test]
+    fn rows_keep_only_the_columns_read_and_tolerate_odd_shapes() {
+        let page: Vec<Item> = serde_json::from_str(
+            r#"[{"last_token": {"N": "5"}, "replicas": {"S": "x"}, "tablet_count": {"S": "8"}},
+                {"last_token": 5, "replicas": {"L": []}},
+                "not a row", null]"#,
+        )
+        .unwrap();
+        assert_eq!(text(&page[0], "last_token"), Some("5"));
+        assert_eq!(text(&page[0], "replicas"), Some("x"));
+        assert_eq!(text(&page[0], "tablet_count"), None);
+        assert_eq!(page[1], Item::default());
+        assert_eq!(page[2], Item::default());
+        assert_eq!(page[3], Item::default());
     }
 
     #[test]
