@@ -616,3 +616,46 @@ async fn signatures_pass_the_sim_verifier() {
     }
     sim.shutdown().await;
 }
+
+#[test]
+fn help_lists_the_ring_flags_and_never_a_secret_value() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_alternator-discovery-agent"))
+        .arg("--help")
+        .env(
+            "ALTERNATOR_AGENT_RING_SECRET_ACCESS_KEY",
+            "help-must-not-show-this",
+        )
+        .env("AWS_SECRET_ACCESS_KEY", "nor-this")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--ring-tables",
+        "--ring-refresh-active",
+        "--ring-refresh-idle",
+        "--ring-request-timeout",
+        "--ring-access-key-id",
+        "--ring-secret-access-key",
+        "--ring-credentials-file",
+        "--ring-region",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(!help.contains("help-must-not-show-this") && !help.contains("nor-this"));
+}
+
+#[test]
+fn bad_ring_flags_exit_64_naming_the_flag_without_the_secret() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_alternator-discovery-agent"))
+        .args(["--seeds", "127.0.0.1", "--ring-tables", "all"])
+        .args(["--ring-access-key-id", "AKID"])
+        .args(["--ring-secret-access-key", "bad secret value"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--ring-secret-access-key"), "{stderr}");
+    assert!(!stderr.contains("bad secret value"), "{stderr}");
+}
