@@ -24,6 +24,7 @@ use crate::discovery::{
 use crate::dns::{DnsConfig, DnsSockets, Zone};
 use crate::eds;
 use crate::metrics::{Metrics, RefreshOutcome};
+use crate::ring::{RingDiscovery, RingView};
 use crate::topology::Topology;
 use crate::transport::{HttpTransport, TlsSetupError, Transport};
 
@@ -67,6 +68,9 @@ pub struct Published {
 pub struct Shared {
     /// The current snapshot; `None` until the first successful discovery.
     pub published: watch::Sender<Option<Arc<Published>>>,
+    /// Token ownership from ring discovery; `None` until its first accepted ring (and always
+    /// with ring discovery off).
+    pub ring: watch::Sender<Option<Arc<RingView>>>,
     /// Counters and gauges.
     pub metrics: Metrics,
     /// EDS cluster name.
@@ -80,6 +84,7 @@ impl Shared {
     fn new(config: &AgentConfig) -> Self {
         Shared {
             published: watch::channel(None).0,
+            ring: watch::channel(None).0,
             metrics: Metrics::default(),
             cluster_name: config.cluster_name.clone(),
             idle_after: config.idle_after,
@@ -233,13 +238,22 @@ where
             stop_rx.clone(),
         ))
     });
-    let discoverer = Discoverer::new(&config, plan, Arc::new(transport), shared.clone());
+    let transport = Arc::new(transport);
+    let ring = config.ring.clone().map(|ring| {
+        info!(tables = ?ring.tables, signed = ring.credentials.is_some(), "ring discovery on");
+        let task = RingDiscovery::new(ring, config.port, transport.clone(), shared.clone());
+        tokio::spawn(task.run(stop_rx.clone()))
+    });
+    let discoverer = Discoverer::new(&config, plan, transport, shared.clone());
     let discovery = tokio::spawn(discoverer.run(stop_rx.clone()));
     let server = tokio::spawn(crate::api::serve(listener, shared, stop_rx));
     shutdown.await;
     info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let _ = discovery.await;
+    if let Some(ring) = ring {
+        let _ = ring.await;
+    }
     let _ = server.await;
     if let Some(dns_server) = dns_server {
         let _ = dns_server.await;
@@ -267,6 +281,7 @@ struct Discoverer<T> {
     probe_permits: Arc<Semaphore>,
     probes: JoinSet<(IpAddr, bool)>,
     last_refresh: Option<Instant>,
+    ring_on: bool,
 }
 
 impl<T: Transport> Discoverer<T> {
@@ -296,6 +311,7 @@ impl<T: Transport> Discoverer<T> {
             probe_permits: Arc::new(Semaphore::new(config.probe_concurrency)),
             probes: JoinSet::new(),
             last_refresh: None,
+            ring_on: config.ring.is_some(),
         }
     }
 
@@ -303,6 +319,7 @@ impl<T: Transport> Discoverer<T> {
         let mut next_refresh = Instant::now();
         let mut stop_during_refresh = stop.clone();
         let shared = self.shared.clone();
+        let mut ring_updates = shared.ring.subscribe();
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
             let probe_due = self.topology.next_probe_due().unwrap_or(far);
@@ -325,6 +342,13 @@ impl<T: Transport> Discoverer<T> {
                     next_refresh = Instant::now() + self.next_delay();
                 }
                 _ = sleep_until(probe_due) => self.launch_probes(),
+                changed = ring_updates.changed(), if self.ring_on => {
+                    // Only a snapshot that exists gets the ring; the first one carries it from
+                    // its start.
+                    if changed.is_ok() && self.shared.current().is_some() {
+                        self.publish();
+                    }
+                }
                 _ = shared.traffic_woke.notified() => {
                     // Traffic after an idle spell: do not sit out the rest of the idle interval.
                     let due = self.last_refresh.map_or_else(Instant::now, |t| t + self.active_interval);
@@ -488,7 +512,12 @@ impl<T: Transport> Discoverer<T> {
         let nodes = self.topology.nodes();
         let now_ms = unix_ms();
         let current = self.shared.current();
-        let candidate = NodeSnapshot::new(0, now_ms, self.scheme, self.port, nodes);
+        let mut candidate = NodeSnapshot::new(0, now_ms, self.scheme, self.port, nodes);
+        // Ring indices point into this node list: attach the ring to every rebuilt snapshot.
+        let ring = self.shared.ring.borrow().clone();
+        if let Some(ring) = ring.filter(|r| !r.tables.is_empty()) {
+            candidate = candidate.with_ring(ring.version, &ring.tables);
+        }
         let version = match &current {
             Some(published) if published.snapshot.content_equal(&candidate) => return,
             Some(published) => published.snapshot.version().saturating_add(1),
@@ -509,6 +538,7 @@ impl<T: Transport> Discoverer<T> {
         debug!(
             version,
             nodes = published.snapshot.nodes().len(),
+            ring = published.snapshot.ring().map(|r| r.version()),
             "snapshot published"
         );
         self.shared

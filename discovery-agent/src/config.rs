@@ -17,6 +17,7 @@ use clap::{Parser, ValueEnum};
 use hickory_proto::rr::Name;
 
 use crate::dns::{DnsConfig, DEFAULT_ZONE, MAX_RECORDS_LIMIT};
+use crate::sigv4::{Credentials, Secret};
 
 /// Exit status for a bad flag or environment value (`EX_USAGE` from sysexits.h).
 pub const EXIT_USAGE: i32 = 64;
@@ -198,6 +199,51 @@ pub struct Cli {
     #[arg(long, env = "ALTERNATOR_AGENT_DNS_SCOPE_MODE", value_enum, default_value_t = ScopeMode::Fallback)]
     pub dns_scope_mode: ScopeMode,
 
+    /// Publish token ownership (the snapshot's `ring`) of these tables: `all` (every table
+    /// ListTables names) or a comma-separated list. Unset: no ring discovery, no extra requests.
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_TABLES", value_delimiter = ',')]
+    pub ring_tables: Vec<String>,
+
+    /// Ring refresh interval while filters report traffic (see `--idle-after`).
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_REFRESH_ACTIVE", default_value = "10s", value_parser = parse_duration)]
+    pub ring_refresh_active: Duration,
+
+    /// Ring refresh interval otherwise.
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_REFRESH_IDLE", default_value = "60s", value_parser = parse_duration)]
+    pub ring_refresh_idle: Duration,
+
+    /// Deadline of one DynamoDB request of ring discovery (one page), connect included.
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub ring_request_timeout: Duration,
+
+    /// Access key id that signs ring discovery requests (SigV4), for clusters with
+    /// `alternator_enforce_authorization`. Needs `--ring-secret-access-key`.
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_ACCESS_KEY_ID")]
+    pub ring_access_key_id: Option<String>,
+
+    /// Secret access key for `--ring-access-key-id`. Prefer the environment variable or
+    /// `--ring-credentials-file`: a command line is visible to every local user.
+    #[arg(
+        long,
+        env = "ALTERNATOR_AGENT_RING_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub ring_secret_access_key: Option<Secret>,
+
+    /// File with the access key, in the AWS shared-credentials format: the `[default]` section's
+    /// `aws_access_key_id` and `aws_secret_access_key` (a file without sections works too).
+    #[arg(long, env = "ALTERNATOR_AGENT_RING_CREDENTIALS_FILE")]
+    pub ring_credentials_file: Option<PathBuf>,
+
+    /// Region named in the signatures' credential scope.
+    #[arg(
+        long,
+        env = "ALTERNATOR_AGENT_RING_REGION",
+        default_value = DEFAULT_RING_REGION
+    )]
+    pub ring_region: String,
+
     /// Log format.
     #[arg(long, env = "ALTERNATOR_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -205,6 +251,49 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `alternator_discovery_agent=debug,warn`, ...).
     #[arg(long, env = "ALTERNATOR_AGENT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// Default `--ring-region`.
+pub const DEFAULT_RING_REGION: &str = "us-east-1";
+
+/// Which tables ring discovery reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingTables {
+    /// Every table ListTables names, as they come and go.
+    All,
+    /// These tables (each is read when it exists).
+    Named(Vec<String>),
+}
+
+/// Ring discovery settings (`--ring-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Which tables.
+    pub tables: RingTables,
+    /// Refresh interval while filters report traffic.
+    pub refresh_active: Duration,
+    /// Refresh interval otherwise.
+    pub refresh_idle: Duration,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// SigV4 key; `None`: unsigned requests.
+    pub credentials: Option<Credentials>,
+    /// Region of the signatures' scope.
+    pub region: String,
+}
+
+impl RingConfig {
+    /// Defaults for these tables, unsigned.
+    pub fn new(tables: RingTables) -> Self {
+        RingConfig {
+            tables,
+            refresh_active: Duration::from_secs(10),
+            refresh_idle: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            credentials: None,
+            region: DEFAULT_RING_REGION.to_owned(),
+        }
+    }
 }
 
 /// A flag or environment value the agent cannot run with.
@@ -276,6 +365,8 @@ pub struct AgentConfig {
     pub cluster_name: String,
     /// The DNS listener; `None`: off.
     pub dns: Option<DnsConfig>,
+    /// Ring discovery; `None`: off.
+    pub ring: Option<RingConfig>,
 }
 
 impl AgentConfig {
@@ -306,6 +397,7 @@ impl AgentConfig {
             probe_concurrency: DEFAULT_PROBE_CONCURRENCY as usize,
             cluster_name: "alternator".to_owned(),
             dns: None,
+            ring: None,
         }
     }
 
@@ -371,6 +463,9 @@ impl AgentConfig {
         if let Some(dns) = &self.dns {
             validate_dns(dns)?;
         }
+        if let Some(ring) = &self.ring {
+            validate_ring(ring)?;
+        }
         match (&self.tls, self.scheme) {
             (Some(_), Scheme::Http) => {
                 return Err(ConfigError::new(
@@ -391,8 +486,19 @@ impl AgentConfig {
 }
 
 impl Cli {
-    /// Turns parsed flags into a validated configuration.
+    /// Turns parsed flags into a validated configuration; ring discovery may take its key from
+    /// the process's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub fn into_config(self) -> Result<AgentConfig, ConfigError> {
+        self.into_config_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Cli::into_config`] reading other environment variables than the flags' through `env`
+    /// (tests pass their own).
+    pub fn into_config_with_env(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let ring = self.ring_config(&env)?;
         let scheme = match self.scheme {
             SchemeArg::Http => Scheme::Http,
             SchemeArg::Https => Scheme::Https,
@@ -453,10 +559,235 @@ impl Cli {
                     scope_mode: self.dns_scope_mode.into(),
                 }),
             },
+            ring,
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+impl Cli {
+    fn ring_config(
+        &self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<RingConfig>, ConfigError> {
+        let names: Vec<String> = self
+            .ring_tables
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if names.is_empty() {
+            let stray = if self.ring_access_key_id.is_some() {
+                Some("--ring-access-key-id")
+            } else if self.ring_secret_access_key.is_some() {
+                Some("--ring-secret-access-key")
+            } else if self.ring_credentials_file.is_some() {
+                Some("--ring-credentials-file")
+            } else {
+                None
+            };
+            if let Some(flag) = stray {
+                return Err(ConfigError::new(flag, "only applies with --ring-tables"));
+            }
+            return Ok(None);
+        }
+        let tables = if names.iter().any(|t| t == "all") {
+            if names.len() > 1 {
+                return Err(ConfigError::new(
+                    "--ring-tables",
+                    "`all` cannot be combined with table names",
+                ));
+            }
+            RingTables::All
+        } else {
+            RingTables::Named(names)
+        };
+        let credentials = match (
+            &self.ring_credentials_file,
+            &self.ring_access_key_id,
+            &self.ring_secret_access_key,
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::new(
+                    "--ring-access-key-id",
+                    "conflicts with --ring-credentials-file; choose one",
+                ))
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "--ring-secret-access-key",
+                    "conflicts with --ring-credentials-file; choose one",
+                ))
+            }
+            (Some(path), None, None) => Some(read_credentials_file(path)?),
+            (None, Some(id), Some(secret)) => Some(Credentials {
+                access_key_id: id.trim().to_owned(),
+                secret_access_key: secret.clone(),
+            }),
+            (None, Some(_), None) => {
+                return Err(ConfigError::new(
+                    "--ring-access-key-id",
+                    "needs --ring-secret-access-key",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "--ring-secret-access-key",
+                    "needs --ring-access-key-id",
+                ))
+            }
+            (None, None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => Some(Credentials {
+                    access_key_id: id.trim().to_owned(),
+                    secret_access_key: Secret::new(secret.trim()),
+                }),
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "AWS_ACCESS_KEY_ID",
+                        "is set without AWS_SECRET_ACCESS_KEY",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "AWS_SECRET_ACCESS_KEY",
+                        "is set without AWS_ACCESS_KEY_ID",
+                    ))
+                }
+                (None, None) => None,
+            },
+        };
+        Ok(Some(RingConfig {
+            tables,
+            refresh_active: self.ring_refresh_active,
+            refresh_idle: self.ring_refresh_idle,
+            request_timeout: self.ring_request_timeout,
+            credentials,
+            region: self.ring_region.trim().to_owned(),
+        }))
+    }
+}
+
+/// clap's value parser for secrets. It never fails: clap would quote the value in its error.
+fn parse_secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text.trim()))
+}
+
+/// Reads an AWS shared-credentials file: `aws_access_key_id` and `aws_secret_access_key` of
+/// the `[default]` section, or of the top of a file without sections. `#` and `;` start
+/// comments; key names ignore case. Errors never quote the file's content.
+pub fn read_credentials_file(path: &std::path::Path) -> Result<Credentials, ConfigError> {
+    const FLAG: &str = "--ring-credentials-file";
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new(FLAG, format!("cannot read {}: {error}", path.display()))
+    })?;
+    parse_credentials(&text)
+        .map_err(|reason| ConfigError::new(FLAG, format!("{}: {reason}", path.display())))
+}
+
+/// The key of a shared-credentials document (see [`read_credentials_file`]).
+pub fn parse_credentials(text: &str) -> Result<Credentials, String> {
+    let mut section: Option<String> = None;
+    let mut saw_sections = false;
+    let (mut id, mut secret) = (None, None);
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            saw_sections = true;
+            section = Some(name.trim().to_owned());
+            continue;
+        }
+        let in_scope = section.as_deref().is_none_or(|s| s == "default");
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {} is not `key = value`", number + 1));
+        };
+        if !in_scope {
+            continue;
+        }
+        match key.trim().to_ascii_lowercase().as_str() {
+            "aws_access_key_id" => id = Some(value.trim().to_owned()),
+            "aws_secret_access_key" => secret = Some(Secret::new(value.trim())),
+            _ => {}
+        }
+    }
+    let missing = |what: &str| {
+        if saw_sections {
+            format!("no {what} in its [default] section")
+        } else {
+            format!("no {what}")
+        }
+    };
+    Ok(Credentials {
+        access_key_id: id.ok_or_else(|| missing("aws_access_key_id"))?,
+        secret_access_key: secret.ok_or_else(|| missing("aws_secret_access_key"))?,
+    })
+}
+
+fn validate_ring(ring: &RingConfig) -> Result<(), ConfigError> {
+    if let RingTables::Named(names) = &ring.tables {
+        if names.is_empty() {
+            return Err(ConfigError::new("--ring-tables", "names no table"));
+        }
+        for name in names {
+            validate_table_name(name)?;
+        }
+    }
+    positive("--ring-refresh-active", ring.refresh_active)?;
+    positive("--ring-refresh-idle", ring.refresh_idle)?;
+    positive("--ring-request-timeout", ring.request_timeout)?;
+    if ring.refresh_idle < ring.refresh_active {
+        return Err(ConfigError::new(
+            "--ring-refresh-idle",
+            "must not be shorter than --ring-refresh-active",
+        ));
+    }
+    let region_ok = !ring.region.is_empty()
+        && ring
+            .region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !region_ok {
+        return Err(ConfigError::new(
+            "--ring-region",
+            format!("{:?} is not a region name (e.g. us-east-1)", ring.region),
+        ));
+    }
+    if let Some(credentials) = &ring.credentials {
+        let id = &credentials.access_key_id;
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::new(
+                "--ring-access-key-id",
+                "must be a non-empty access key id (letters, digits, _)",
+            ));
+        }
+        let secret = credentials.secret_access_key.expose();
+        if secret.is_empty() || secret.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            // Never quote the value.
+            return Err(ConfigError::new(
+                "--ring-secret-access-key",
+                "must be non-empty, without spaces or control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// DynamoDB's rule for table names: 3-255 of `a-z A-Z 0-9 _ - .`.
+fn validate_table_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !ok {
+        return Err(ConfigError::new(
+            "--ring-tables",
+            format!("{name:?} is not a table name (3-255 of a-z, A-Z, 0-9, _, -, .)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a zone apex: a fully qualified name (a trailing dot is added), not the root.
@@ -748,6 +1079,251 @@ mod tests {
             ),
         ] {
             let err = cli(args).unwrap_err();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    fn ring_cli(args: &[&str], env: &[(&str, &str)]) -> Result<AgentConfig, String> {
+        let mut argv = vec!["alternator-discovery-agent", "--seeds", "10.0.0.1"];
+        argv.extend_from_slice(args);
+        let parsed = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        parsed
+            .into_config_with_env(|name| {
+                env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ring_discovery_is_off_by_default_and_has_documented_defaults() {
+        let c = ring_cli(&[], &[("AWS_ACCESS_KEY_ID", "AKID")]).unwrap();
+        assert!(c.ring.is_none(), "AWS variables alone do not turn it on");
+        let ring = ring_cli(&["--ring-tables", "all"], &[])
+            .unwrap()
+            .ring
+            .unwrap();
+        assert_eq!(ring, RingConfig::new(RingTables::All));
+        assert_eq!(ring.refresh_active, Duration::from_secs(10));
+        assert_eq!(ring.refresh_idle, Duration::from_secs(60));
+        assert_eq!(ring.request_timeout, Duration::from_secs(5));
+        assert_eq!(ring.region, "us-east-1");
+        assert!(ring.credentials.is_none());
+        let ring = ring_cli(
+            &["--ring-tables", "users, orders.v2", "--ring-tables", "x_y"],
+            &[],
+        )
+        .unwrap()
+        .ring
+        .unwrap();
+        assert_eq!(
+            ring.tables,
+            RingTables::Named(vec!["users".into(), "orders.v2".into(), "x_y".into()])
+        );
+    }
+
+    #[test]
+    fn ring_credentials_come_from_flags_a_file_or_the_aws_variables() {
+        let key = |c: AgentConfig| c.ring.unwrap().credentials.unwrap();
+        let aws = [
+            ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ];
+        let c = key(ring_cli(&["--ring-tables", "all"], &aws).unwrap());
+        assert_eq!(c.access_key_id, "AKIDENV");
+        assert_eq!(c.secret_access_key.expose(), "env-secret");
+        let c = key(ring_cli(
+            &[
+                "--ring-tables",
+                "all",
+                "--ring-access-key-id",
+                "AKIDFLAG",
+                "--ring-secret-access-key",
+                "flag-secret",
+            ],
+            &aws,
+        )
+        .unwrap());
+        assert_eq!(c.access_key_id, "AKIDFLAG");
+        assert_eq!(c.secret_access_key.expose(), "flag-secret");
+
+        let dir = std::env::temp_dir().join(format!("agent-ring-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("credentials");
+        std::fs::write(
+            &file,
+            "# comment\n[other]\naws_access_key_id = AKIDOTHER\n\n[default]\n\
+             AWS_ACCESS_KEY_ID = AKIDFILE\naws_secret_access_key=file/secret+key\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c = key(ring_cli(
+            &["--ring-tables", "all", "--ring-credentials-file", path],
+            &aws,
+        )
+        .unwrap());
+        assert_eq!(c.access_key_id, "AKIDFILE");
+        assert_eq!(c.secret_access_key.expose(), "file/secret+key");
+        std::fs::write(
+            &file,
+            "aws_access_key_id=AKIDBARE\naws_secret_access_key=s3cret\n",
+        )
+        .unwrap();
+        let c = key(ring_cli(
+            &["--ring-tables", "all", "--ring-credentials-file", path],
+            &[],
+        )
+        .unwrap());
+        assert_eq!(c.access_key_id, "AKIDBARE");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id=AKID\nsecret-in-a-bad-line\n",
+        )
+        .unwrap();
+        let err = ring_cli(
+            &["--ring-tables", "all", "--ring-credentials-file", path],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("--ring-credentials-file") && err.contains("line 3"),
+            "{err}"
+        );
+        assert!(!err.contains("secret-in-a-bad-line"), "{err}");
+        std::fs::write(
+            &file,
+            "[prod]\naws_access_key_id=AKID\naws_secret_access_key=s\n",
+        )
+        .unwrap();
+        let err = ring_cli(
+            &["--ring-tables", "all", "--ring-credentials-file", path],
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("[default]"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ring_secrets_never_show_in_debug_output_or_errors() {
+        let c = ring_cli(
+            &[
+                "--ring-tables",
+                "all",
+                "--ring-access-key-id",
+                "AKIDFLAG",
+                "--ring-secret-access-key",
+                "very-secret-value",
+            ],
+            &[],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("very-secret-value"), "{debug}");
+        assert!(debug.contains("AKIDFLAG") && debug.contains("<redacted>"));
+        let cli = Cli::try_parse_from([
+            "alternator-discovery-agent",
+            "--seeds",
+            "a",
+            "--ring-tables",
+            "all",
+            "--ring-access-key-id",
+            "AKID",
+            "--ring-secret-access-key",
+            "very secret value",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("very"));
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("--ring-secret-access-key"), "{err}");
+        assert!(!err.contains("very"), "{err}");
+    }
+
+    #[test]
+    fn bad_ring_values_name_their_flag() {
+        let aws_half = [("AWS_ACCESS_KEY_ID", "AKID")];
+        for (args, env, flag) in [
+            (
+                &["--ring-tables", "all,users"][..],
+                &[][..],
+                "--ring-tables",
+            ),
+            (&["--ring-tables", "a"], &[], "--ring-tables"),
+            (&["--ring-tables", "users/1"], &[], "--ring-tables"),
+            (
+                &["--ring-tables", "all", "--ring-refresh-active", "0s"],
+                &[],
+                "--ring-refresh-active",
+            ),
+            (
+                &[
+                    "--ring-tables",
+                    "all",
+                    "--ring-refresh-active",
+                    "2m",
+                    "--ring-refresh-idle",
+                    "1m",
+                ],
+                &[],
+                "--ring-refresh-idle",
+            ),
+            (
+                &["--ring-tables", "all", "--ring-request-timeout", "soon"],
+                &[],
+                "--ring-request-timeout",
+            ),
+            (
+                &["--ring-tables", "all", "--ring-region", "us east"],
+                &[],
+                "--ring-region",
+            ),
+            (
+                &["--ring-tables", "all", "--ring-access-key-id", "AKID"],
+                &[],
+                "--ring-access-key-id",
+            ),
+            (
+                &["--ring-tables", "all", "--ring-secret-access-key", "s"],
+                &[],
+                "--ring-secret-access-key",
+            ),
+            (
+                &[
+                    "--ring-tables",
+                    "all",
+                    "--ring-access-key-id",
+                    "AKID",
+                    "--ring-credentials-file",
+                    "creds",
+                ],
+                &[],
+                "--ring-access-key-id",
+            ),
+            (
+                &[
+                    "--ring-tables",
+                    "all",
+                    "--ring-credentials-file",
+                    "/nonexistent/creds",
+                ],
+                &[],
+                "--ring-credentials-file",
+            ),
+            (
+                &["--ring-access-key-id", "AKID"],
+                &[],
+                "--ring-access-key-id",
+            ),
+            (
+                &["--ring-tables", "all"],
+                &aws_half[..],
+                "AWS_ACCESS_KEY_ID",
+            ),
+        ] {
+            let err = ring_cli(args, env).unwrap_err();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
     }

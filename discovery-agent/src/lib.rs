@@ -11,7 +11,9 @@
 //! - `POST /v3/discovery:endpoints`: Envoy REST EDS, so the cluster's membership (which
 //!   `override_host` requires) matches the snapshot;
 //! - `/metrics`, `/healthz`, `/readyz`;
-//! - optionally DNS ([`dns`]): A/AAAA answers for a zone, for applications without Envoy.
+//! - optionally DNS ([`dns`]): A/AAAA answers for a zone, for applications without Envoy;
+//! - optionally token ownership ([`ring`]): per table, read through Alternator's internal
+//!   tables (signed with [`sigv4`] when authorization is enforced), carried in the snapshot.
 //!
 //! The service is [`run`]`(config, listener, shutdown)`; `main` only parses flags, sets up
 //! logging and turns SIGTERM/SIGINT into the shutdown future. Pure decisions (whom to ask,
@@ -27,6 +29,8 @@ pub mod discovery;
 pub mod dns;
 pub mod eds;
 pub mod metrics;
+pub mod ring;
+pub mod sigv4;
 pub mod topology;
 pub mod transport;
 

@@ -11,6 +11,9 @@ use alternator_routing::snapshot::{HealthState, NodeSnapshot};
 
 use crate::discovery::scope_kind;
 use crate::dns::responder::{rcode_label, Dropped, Reply};
+use crate::ring::client::Call;
+use crate::ring::rows::Skipped;
+use crate::ring::RoundOutcome;
 
 /// Outcome label of one scope query in a refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +57,13 @@ pub struct Metrics {
     dns_answers: Mutex<BTreeMap<usize, u64>>,
     dns_truncated: AtomicU64,
     dns_dropped: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    ring_rounds: Mutex<BTreeMap<RoundOutcome, u64>>,
+    ring_requests: Mutex<BTreeMap<(Call, bool), u64>>,
+    ring_skipped: Mutex<BTreeMap<&'static str, u64>>,
+    ring_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    ring_tables: AtomicU64,
+    ring_version: AtomicU64,
+    ring_last_success_unix_ms: AtomicU64,
 }
 
 fn escape(value: &str) -> String {
@@ -147,6 +157,54 @@ impl Metrics {
         if let Ok(mut map) = self.dns_dropped.lock() {
             *map.entry((transport, reason.as_str())).or_default() += 1;
         }
+    }
+
+    /// Counts one ring discovery round.
+    pub fn count_ring_round(&self, outcome: RoundOutcome, now_unix_ms: u64) {
+        if let Ok(mut map) = self.ring_rounds.lock() {
+            *map.entry(outcome).or_default() += 1;
+        }
+        if outcome == RoundOutcome::Ok {
+            self.ring_last_success_unix_ms
+                .store(now_unix_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts DynamoDB requests of ring discovery (pages included).
+    pub fn count_ring_requests(&self, call: Call, ok: bool, requests: u64) {
+        if let Ok(mut map) = self.ring_requests.lock() {
+            *map.entry((call, ok)).or_default() += requests;
+        }
+    }
+
+    /// Counts rows (or replicas of rows) left out of a ring.
+    pub fn count_ring_skipped(&self, skipped: &Skipped) {
+        if skipped.total() == 0 {
+            return;
+        }
+        if let Ok(mut map) = self.ring_skipped.lock() {
+            for (reason, n) in &skipped.0 {
+                *map.entry(reason.as_str()).or_default() += n;
+            }
+        }
+    }
+
+    /// Counts a table ring refused for a hole or an overlap (or no ranges at all).
+    pub fn count_ring_rejected(&self, reason: &'static str) {
+        if let Ok(mut map) = self.ring_rejected.lock() {
+            *map.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Records how many tables the published ring holds.
+    pub fn set_ring_tables(&self, tables: usize) {
+        self.ring_tables
+            .store(u64::try_from(tables).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Records the ring version.
+    pub fn set_ring_version(&self, version: u64) {
+        self.ring_version.store(version, Ordering::Relaxed);
     }
 
     /// Records the current cadence.
@@ -294,7 +352,81 @@ impl Metrics {
             }
         }
         self.render_dns(&mut out);
+        self.render_ring(&mut out);
         out
+    }
+
+    fn render_ring(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_ring_refreshes_total Ring discovery rounds by outcome (ok, refused, error).\n\
+             # TYPE alternator_agent_ring_refreshes_total counter"
+        );
+        if let Ok(map) = self.ring_rounds.lock() {
+            for (outcome, value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_ring_refreshes_total{{outcome=\"{}\"}} {value}",
+                    outcome.as_str()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_ring_requests_total DynamoDB requests of ring discovery, by request and result (pages count one each).\n\
+             # TYPE alternator_agent_ring_requests_total counter"
+        );
+        if let Ok(map) = self.ring_requests.lock() {
+            for ((call, ok), value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_ring_requests_total{{request=\"{}\",result=\"{}\"}} {value}",
+                    call.as_str(),
+                    if *ok { "success" } else { "failure" }
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_ring_rows_skipped_total Ring rows (or replicas of a row) left out, by reason.\n\
+             # TYPE alternator_agent_ring_rows_skipped_total counter"
+        );
+        if let Ok(map) = self.ring_skipped.lock() {
+            for (reason, value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_ring_rows_skipped_total{{reason=\"{reason}\"}} {value}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_ring_rejected_total Table rings refused whole (previous ring kept), by reason.\n\
+             # TYPE alternator_agent_ring_rejected_total counter"
+        );
+        if let Ok(map) = self.ring_rejected.lock() {
+            for (reason, value) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "alternator_agent_ring_rejected_total{{reason=\"{reason}\"}} {value}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP alternator_agent_ring_tables Tables in the published ring.\n\
+             # TYPE alternator_agent_ring_tables gauge\n\
+             alternator_agent_ring_tables {}\n\
+             # HELP alternator_agent_ring_version Version of the published ring (0: none yet).\n\
+             # TYPE alternator_agent_ring_version gauge\n\
+             alternator_agent_ring_version {}\n\
+             # HELP alternator_agent_ring_last_success_timestamp_seconds Unix time of the last ring round that read every table (0: never).\n\
+             # TYPE alternator_agent_ring_last_success_timestamp_seconds gauge\n\
+             alternator_agent_ring_last_success_timestamp_seconds {}",
+            self.ring_tables.load(Ordering::Relaxed),
+            self.ring_version.load(Ordering::Relaxed),
+            format_seconds(self.ring_last_success_unix_ms.load(Ordering::Relaxed))
+        );
     }
 
     fn render_dns(&self, out: &mut String) {

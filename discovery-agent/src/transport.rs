@@ -1,4 +1,5 @@
-//! Requests to Alternator nodes: `GET /localnodes...` for discovery and `GET /` for probes.
+//! Requests to Alternator nodes: `GET /localnodes...` for discovery, `GET /` for probes and,
+//! with ring discovery on, DynamoDB `POST /` requests.
 //!
 //! [`Transport`] is the seam between the agent's logic and the network, so the discovery loop
 //! can be driven by an in-memory fake under paused time. [`HttpTransport`] is the real one:
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use alternator_routing::endpoint::Scheme;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -70,7 +71,7 @@ pub enum FetchError {
     },
 }
 
-/// One GET to one Alternator node.
+/// Requests to one Alternator node.
 pub trait Transport: Send + Sync + 'static {
     /// `GET {scheme}://{host}:{port}{path_and_query}` with a deadline covering connect, headers
     /// and body.
@@ -80,6 +81,27 @@ pub trait Transport: Send + Sync + 'static {
         path_and_query: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<Answer, FetchError>> + Send;
+
+    /// `POST {scheme}://{host}:{port}{path}` with these headers (a `host` header, if given,
+    /// is sent as is, so a signature over it holds) and body, under one deadline. Only ring
+    /// discovery posts; the default refuses, for transports that never need to.
+    fn post(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Answer, FetchError>> + Send {
+        let _ = (headers, body, timeout);
+        let target = format!("{host}{path}");
+        async move {
+            Err(FetchError::Failed {
+                target,
+                reason: "this transport does not send POST requests".to_owned(),
+            })
+        }
+    }
 }
 
 /// Could not set up TLS toward Alternator.
@@ -101,7 +123,7 @@ pub enum TlsSetupError {
 /// The real transport: pooled HTTP/1.1 over TCP or TLS.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     scheme: Scheme,
     port: u16,
 }
@@ -260,32 +282,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-impl Transport for HttpTransport {
-    async fn get(
+impl HttpTransport {
+    async fn exchange(
         &self,
-        host: &str,
-        path_and_query: &str,
+        request: hyper::Request<Full<Bytes>>,
+        target: String,
         timeout: Duration,
     ) -> Result<Answer, FetchError> {
-        let target = format!("{}{}", authority(host, self.port), path_and_query);
-        let uri: hyper::Uri = format!("{}://{target}", self.scheme.as_str())
-            .parse()
-            .map_err(
-                |e: hyper::http::uri::InvalidUri| FetchError::InvalidTarget {
-                    target: target.clone(),
-                    reason: e.to_string(),
-                },
-            )?;
-        let request = hyper::Request::get(uri)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("alternator-discovery-agent/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| FetchError::InvalidTarget {
-                target: target.clone(),
-                reason: e.to_string(),
-            })?;
         let exchange = async {
             let response = self
                 .client
@@ -313,6 +316,61 @@ impl Transport for HttpTransport {
                 after: timeout,
             }),
         }
+    }
+
+    fn uri(&self, target: &str) -> Result<hyper::Uri, FetchError> {
+        format!("{}://{target}", self.scheme.as_str())
+            .parse()
+            .map_err(
+                |e: hyper::http::uri::InvalidUri| FetchError::InvalidTarget {
+                    target: target.to_owned(),
+                    reason: e.to_string(),
+                },
+            )
+    }
+}
+
+const USER_AGENT: &str = concat!("alternator-discovery-agent/", env!("CARGO_PKG_VERSION"));
+
+impl Transport for HttpTransport {
+    async fn get(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<Answer, FetchError> {
+        let target = format!("{}{}", authority(host, self.port), path_and_query);
+        let request = hyper::Request::get(self.uri(&target)?)
+            .header(hyper::header::USER_AGENT, USER_AGENT)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| FetchError::InvalidTarget {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+        self.exchange(request, target, timeout).await
+    }
+
+    async fn post(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, FetchError> {
+        let target = format!("{}{}", authority(host, self.port), path);
+        let mut builder =
+            hyper::Request::post(self.uri(&target)?).header(hyper::header::USER_AGENT, USER_AGENT);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| FetchError::InvalidTarget {
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+        self.exchange(request, target, timeout).await
     }
 }
 
