@@ -161,7 +161,8 @@ def test_numbers_as_written_reach_their_own_replicas(stack):
 
 def test_the_replica_in_the_clients_rack_leads(stack):
     sim = stack.sim(NODES, extra_args=LAYOUTS["tablets"])
-    agent = stack.agent(sim, extra_args=RING_FLAGS)
+    # The agent learns rack names for the rack it is told it serves.
+    agent = stack.agent(sim, extra_args=RING_FLAGS + ["--datacenter", "dc1", "--rack", "rack2"])
     agent.wait_active([n[0] for n in NODES])
     config = {"token_aware": {"enabled": True}, "scope": {"datacenter": "dc1", "rack": "rack2"}}
     envoy = stack.envoy(agent, config, expect_nodes=6)
