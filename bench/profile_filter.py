@@ -57,24 +57,24 @@ def ring(nodes: list, tablets: int) -> dict:
 
 def snapshot(nodes: int, port: int = 8000, tablets: int = 0) -> bytes:
     doc = {
-            "format": 1,
-            "version": 7,
-            "generated_at_ms": 1763735000000,
-            "scheme": "http",
-            "port": port,
-            "nodes": sorted(
-                (
-                    {
-                        "address": f"127.0.1.{i + 1}",
-                        "datacenter": "dc1" if i < 3 else "dc2",
-                        "rack": f"rack{i % 3 + 1}",
-                        "health": "active",
-                    }
-                    for i in range(nodes)
-                ),
-                key=lambda n: n["address"] + ":" + str(port),
+        "format": 1,
+        "version": 7,
+        "generated_at_ms": 1763735000000,
+        "scheme": "http",
+        "port": port,
+        "nodes": sorted(
+            (
+                {
+                    "address": f"127.0.1.{i + 1}",
+                    "datacenter": "dc1" if i < 3 else "dc2",
+                    "rack": f"rack{i % 3 + 1}",
+                    "health": "active",
+                }
+                for i in range(nodes)
             ),
-        }
+            key=lambda n: n["address"] + ":" + str(port),
+        ),
+    }
     if tablets:
         doc["ring"] = ring(doc["nodes"], tablets)
     return json.dumps(doc).encode()

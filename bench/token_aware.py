@@ -79,7 +79,7 @@ def main() -> int:
         "command": "bench/token_aware.py",
         "nodes": len(NODES),
         "forward_delay": args.forward_delay,
-        "model_note": "a non-replica coordinator waits --forward-delay before answering: a model of the extra hop",
+        "model_note": "a non-replica coordinator waits --forward-delay before answering: a model of the hop",
         "settings": {k: str(v) for k, v in vars(args).items()},
     }
     try:
@@ -90,7 +90,9 @@ def main() -> int:
         agent = stack.agent(sim, extra_args=["--ring-tables", "all", "--ring-refresh-active", "1s"])
         agent.wait_active([n[0] for n in NODES])
         envoys = {
-            "round_robin": stack.envoy(agent, {}, log_level="warn", component_log_level=None, extra_values={"ACCESS_LOG_PATH": "/dev/null"}),
+            "round_robin": stack.envoy(
+                agent, {}, log_level="warn", component_log_level=None, extra_values={"ACCESS_LOG_PATH": "/dev/null"}
+            ),
             "token_aware": stack.envoy(
                 agent,
                 {"token_aware": {"enabled": True}},
@@ -123,7 +125,7 @@ def main() -> int:
         request_file = sdk_requests.write_request_file(workdir / "getitem.txt", "GetItem", KEYS, 1024)
 
         runs = {name: [] for name in envoys}
-        for name, envoy in envoys.items():  # warm-up
+        for envoy in envoys.values():  # warm-up
             wrk(envoy.url, request_file, 2, args.connections)
         for _ in range(args.repetitions):
             for name, envoy in envoys.items():
@@ -134,8 +136,7 @@ def main() -> int:
         summary = {}
         for name, results in runs.items():
             summary[name] = {
-                key: statistics.median(r[key] for r in results)
-                for key in ("rps", "p50_us", "p99_us", "replica_share")
+                key: statistics.median(r[key] for r in results) for key in ("rps", "p50_us", "p99_us", "replica_share")
             }
         summary["token_aware_over_round_robin"] = {
             "throughput": summary["token_aware"]["rps"] / summary["round_robin"]["rps"],
@@ -161,9 +162,15 @@ def main() -> int:
         r = s[name]
         print(f"  {name:14} {r['rps']:9.0f} {r['p50_us']:8.0f} {r['p99_us']:8.0f} {r['replica_share']:20.3f}")
     ratio = s["token_aware_over_round_robin"]
-    print(f"  token-aware / round robin: throughput {ratio['throughput']:.2f}, p50 {ratio['p50']:.2f}, p99 {ratio['p99']:.2f}")
+    print(
+        f"  token-aware / round robin: throughput {ratio['throughput']:.2f}, "
+        f"p50 {ratio['p50']:.2f}, p99 {ratio['p99']:.2f}"
+    )
     w = report["wasm_instructions_per_getitem"]
-    print(f"  wasm instructions per GetItem: round robin {w['round_robin']:.0f}, token-aware {w['token_aware']:.0f} ({w['ratio']:.2f}x)")
+    print(
+        f"  wasm instructions per GetItem: round robin {w['round_robin']:.0f}, "
+        f"token-aware {w['token_aware']:.0f} ({w['ratio']:.2f}x)"
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -4,7 +4,6 @@ counters say how many requests a replica coordinated."""
 
 import base64
 import concurrent.futures
-import json
 import random
 
 import pytest
