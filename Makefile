@@ -104,6 +104,7 @@ bench: bench-tools bench-venv bench-noop wasm native
 	$(VENV_PY) bench/run.py $(BENCH_ARGS)
 	@if command -v dnsperf >/dev/null 2>&1; then $(VENV_PY) bench/dns.py; \
 	else echo "bench: dnsperf is missing: no DNS report"; fi
+	$(VENV_PY) bench/token_aware.py
 
 bench-tools:
 	@bench/install-tools.sh

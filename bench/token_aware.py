@@ -45,7 +45,7 @@ def call(url: str, operation: str, body: dict):
 
 
 def wrk(url: str, request_file: pathlib.Path, seconds: int, connections: int) -> dict:
-    cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s"]
+    cmd = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s"]
     cmd += ["-s", str(BENCH / "workload.lua"), url + "/", "--", str(request_file)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
@@ -124,25 +124,34 @@ def main() -> int:
             wait_synced(envoy, agent)
         request_file = sdk_requests.write_request_file(workdir / "getitem.txt", "GetItem", KEYS, 1024)
 
-        runs = {name: [] for name in envoys}
         for envoy in envoys.values():  # warm-up
             wrk(envoy.url, request_file, 2, args.connections)
+        # Saturated (throughput) and one request at a time (the latency of one request).
+        phases = {"saturated": args.connections, "one_at_a_time": 1}
+        runs = {phase: {name: [] for name in envoys} for phase in phases}
         for _ in range(args.repetitions):
-            for name, envoy in envoys.items():
-                sim.reset()
-                result = wrk(envoy.url, request_file, args.seconds, args.connections)
-                result["replica_share"] = replica_share(sim)
-                runs[name].append(result)
+            for phase, connections in phases.items():
+                for name, envoy in envoys.items():
+                    sim.reset()
+                    result = wrk(envoy.url, request_file, args.seconds, connections)
+                    result["replica_share"] = replica_share(sim)
+                    runs[phase][name].append(result)
         summary = {}
-        for name, results in runs.items():
-            summary[name] = {
-                key: statistics.median(r[key] for r in results) for key in ("rps", "p50_us", "p99_us", "replica_share")
+        for phase in phases:
+            summary[phase] = {
+                name: {
+                    key: statistics.median(r[key] for r in results)
+                    for key in ("rps", "p50_us", "p99_us", "mean_us", "replica_share")
+                }
+                for name, results in runs[phase].items()
             }
-        summary["token_aware_over_round_robin"] = {
-            "throughput": summary["token_aware"]["rps"] / summary["round_robin"]["rps"],
-            "p50": summary["token_aware"]["p50_us"] / summary["round_robin"]["p50_us"],
-            "p99": summary["token_aware"]["p99_us"] / summary["round_robin"]["p99_us"],
-        }
+            ta, rr = summary[phase]["token_aware"], summary[phase]["round_robin"]
+            summary[phase]["token_aware_over_round_robin"] = {
+                "throughput": ta["rps"] / rr["rps"],
+                "p50": ta["p50_us"] / rr["p50_us"],
+                "p99": ta["p99_us"] / rr["p99_us"],
+                "mean": ta["mean_us"] / rr["mean_us"],
+            }
         report["runs"] = runs
         report["summary"] = summary
     finally:
@@ -155,17 +164,21 @@ def main() -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    s = report["summary"]
     print(f"token-aware GetItem vs round robin, 6 nodes, RF 3, sim forward delay {args.forward_delay} (a model):")
-    print(f"  {'':14} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'replica-coordinated':>20}")
-    for name in ("round_robin", "token_aware"):
-        r = s[name]
-        print(f"  {name:14} {r['rps']:9.0f} {r['p50_us']:8.0f} {r['p99_us']:8.0f} {r['replica_share']:20.3f}")
-    ratio = s["token_aware_over_round_robin"]
-    print(
-        f"  token-aware / round robin: throughput {ratio['throughput']:.2f}, "
-        f"p50 {ratio['p50']:.2f}, p99 {ratio['p99']:.2f}"
-    )
+    for phase, s in report["summary"].items():
+        print(f"  {phase}:")
+        print(f"    {'':14} {'req/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'mean µs':>8} {'by a replica':>13}")
+        for name in ("round_robin", "token_aware"):
+            r = s[name]
+            print(
+                f"    {name:14} {r['rps']:9.0f} {r['p50_us']:8.0f} {r['p99_us']:8.0f} "
+                f"{r['mean_us']:8.0f} {r['replica_share']:13.3f}"
+            )
+        ratio = s["token_aware_over_round_robin"]
+        print(
+            f"    token-aware / round robin: throughput {ratio['throughput']:.2f}, "
+            f"p50 {ratio['p50']:.2f}, p99 {ratio['p99']:.2f}, mean {ratio['mean']:.2f}"
+        )
     w = report["wasm_instructions_per_getitem"]
     print(
         f"  wasm instructions per GetItem: round robin {w['round_robin']:.0f}, "

@@ -232,7 +232,7 @@ async fn dynamodb(
         node.counters.count_coordination(r);
         let delay = cluster.forward_delay();
         if !r && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            forward_wait(delay).await;
         }
     }
     let host = parts
@@ -316,4 +316,18 @@ fn track_table(cluster: &Cluster, op: Operation, name: &str, request: &Value, an
         .map(str::to_owned)
         .collect();
     ring.create_table(name, id, tag, views);
+}
+
+/// Waits `delay` as a non-replica coordinator's extra hop. Tokio's timer rounds up to whole
+/// milliseconds, which would turn a 300 µs hop into more than a millisecond; short delays are
+/// slept on the blocking pool instead, where the OS sleeps to within tens of microseconds.
+async fn forward_wait(delay: std::time::Duration) {
+    if delay >= std::time::Duration::from_millis(5) {
+        tokio::time::sleep(delay).await;
+    } else if tokio::task::spawn_blocking(move || std::thread::sleep(delay))
+        .await
+        .is_err()
+    {
+        // The blocking pool is shutting down with the sim: no one waits for this answer.
+    }
 }
