@@ -12,18 +12,8 @@ use alternator_routing::health::{
 };
 use alternator_routing::HealthState;
 
-/// Data rows of a vector file: `#` lines skipped, columns split on tabs.
-fn rows(name: &str) -> Vec<Vec<String>> {
-    let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let rows: Vec<Vec<String>> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect();
-    assert!(!rows.is_empty(), "{name} has no rows");
-    rows
-}
+mod vectors;
+use vectors::rows;
 
 #[test]
 fn endpoint_order() {

@@ -10,26 +10,8 @@ use alternator_routing::token::{
     even_tablet_last_tokens, partition_key_bytes, tablet_index, token,
 };
 
-/// Data rows of a vector file: `#` lines skipped, columns split on tabs.
-fn rows(name: &str) -> Vec<Vec<String>> {
-    let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let rows: Vec<Vec<String>> = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect();
-    assert!(!rows.is_empty(), "{name} has no data rows");
-    rows
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2), "odd hex length: {s:?}");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|e| panic!("{s:?}: {e}")))
-        .collect()
-}
+mod vectors;
+use vectors::{rows, unhex};
 
 fn key_type(name: &str) -> KeyType {
     match name {

@@ -20,19 +20,28 @@ pub fn batch_write_keys<'a>(
 ) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
     // One pass: the writes are read where they stand, each item only up to its key.
     let mut batch = BatchKeys::default();
+    request_items(body, |s| batch.read_request_items(s, schemas))?;
+    batch.finish()
+}
+
+/// Runs `read` on the first `RequestItems` member of a batch body, stepping over every other
+/// member, in one pass over the body.
+fn request_items<'a>(
+    body: &'a [u8],
+    mut read: impl FnMut(&mut json::Scanner<'a>) -> json::Result<()>,
+) -> Result<(), NoAffinity> {
     let mut seen = false;
     let mut s = json::Scanner::lenient(body);
     s.object(|s, name| {
         if !seen && *name.bytes() == *b"RequestItems" {
             seen = true;
-            batch.read_request_items(s, schemas)
+            read(s)
         } else {
             s.skip_value()
         }
     })
     .and_then(|()| s.finish())
-    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
-    batch.finish()
+    .map_err(|json::Malformed| NoAffinity::MalformedBody)
 }
 
 /// The HASH-key values of every key of a `BatchGetItem` body (`RequestItems`: table →
@@ -44,13 +53,7 @@ pub fn batch_get_keys<'a>(
     schemas: &impl KeySchemas,
 ) -> Result<(Vec<PartitionKey<'a>>, usize), NoAffinity> {
     let mut batch = BatchKeys::default();
-    let mut seen = false;
-    let mut s = json::Scanner::lenient(body);
-    s.object(|s, name| {
-        if seen || *name.bytes() != *b"RequestItems" {
-            return s.skip_value();
-        }
-        seen = true;
+    request_items(body, |s| {
         s.object(|s, table| {
             let table = table.text();
             let key_name = table.as_deref().and_then(|t| schemas.hash_key(t));
@@ -80,9 +83,7 @@ pub fn batch_get_keys<'a>(
                 })
             })
         })
-    })
-    .and_then(|()| s.finish())
-    .map_err(|json::Malformed| NoAffinity::MalformedBody)?;
+    })?;
     batch.finish()
 }
 
