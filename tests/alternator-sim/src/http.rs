@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, SERVER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,8 @@ use crate::dynamo::{self, DynamoError, ErrorKind, Operation};
 pub(crate) type Body = Full<Bytes>;
 
 const AMZ_JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1.0");
+/// The `Server` header Alternator's HTTP server (Seastar's) sends with every answer.
+const SEASTAR: HeaderValue = HeaderValue::from_static("Seastar httpd");
 
 /// Serve one accepted connection until the client closes it or the node's listener stops
 /// (`kill`), in which case the connection is reset like a dying process's would be.
@@ -36,7 +38,14 @@ pub(crate) async fn serve_connection(
     let service = service_fn(move |req| {
         let cluster = cluster.clone();
         let node = node.clone();
-        async move { Ok::<_, Infallible>(handle(req, &cluster, &node).await) }
+        async move {
+            let mut response = handle(req, &cluster, &node).await;
+            // A backend's answers are returned as they came; the sim's own carry Seastar's name.
+            if cluster.backend.is_none() {
+                response.headers_mut().entry(SERVER).or_insert(SEASTAR);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut conn = http1::Builder::new()
         .keep_alive(true)
