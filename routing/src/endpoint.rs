@@ -350,6 +350,31 @@ mod tests {
         }
     }
 
+    /// The "Query plans" spec orders canonical endpoint strings, port included. When one
+    /// address is a prefix of another and a port follows, that is not the order of the bare
+    /// addresses (`10.0.0.1` < `10.0.0.10`): `:` sorts after every digit, so
+    /// `http://10.0.0.10:8000` comes first. Some client versions sort bare addresses and then
+    /// pick other coordinators; this crate keeps the spec's order.
+    #[test]
+    fn prefix_addresses_sort_by_the_whole_canonical_endpoint() {
+        let order = |inputs: &[&'static str]| -> Vec<&'static str> {
+            canonical_order(inputs.iter().copied())
+                .unwrap()
+                .into_iter()
+                .map(|o| o.representative)
+                .collect()
+        };
+        assert_eq!(
+            order(&["http://10.0.0.1:8000", "http://10.0.0.10:8000", "http://10.0.0.2:8000"]),
+            ["http://10.0.0.10:8000", "http://10.0.0.1:8000", "http://10.0.0.2:8000"]
+        );
+        // Without a port (the scheme's default is dropped) the shorter address comes first.
+        assert_eq!(
+            order(&["https://10.0.0.10:443", "https://10.0.0.1:443"]),
+            ["https://10.0.0.1:443", "https://10.0.0.10:443"]
+        );
+    }
+
     #[test]
     fn rejects_non_endpoints() {
         for bad in [
