@@ -13,42 +13,30 @@
 mod common;
 mod ring_fake;
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alternator_discovery_agent::config::{RingConfig, RingTables};
-use alternator_discovery_agent::ring::client::{CallError, Client};
-use alternator_discovery_agent::sigv4::{Credentials, Secret, Signer};
-use alternator_discovery_agent::transport::HttpTransport;
+use alternator_discovery_agent::config::RingTables;
+use alternator_discovery_agent::ring::client::CallError;
+use alternator_discovery_agent::sigv4::{Credentials, Secret};
 use alternator_discovery_agent::AgentConfig;
-use alternator_routing::endpoint::Scheme;
 use alternator_routing::ring::Layout;
 use alternator_routing::snapshot::NodeSnapshot;
-use common::{eventually, fast_config, AgentUnderTest};
+use common::{
+    capture_logs, eventually, fast_config, metric, published, ring_refreshes, sim_signer,
+    wait_for_refused_ring_rounds, AgentUnderTest, SimDynamo,
+};
 use ring_fake::{tablets, vnode_ring, FakeAlternator, FakeLayout, FakeNode, Model};
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
 fn ring_config(fake: &FakeAlternator, tables: RingTables) -> AgentConfig {
-    let mut config = fast_config(&[fake.rpc(0)], fake.port);
-    let mut ring = RingConfig::new(tables);
-    ring.refresh_active = Duration::from_millis(150);
-    ring.refresh_idle = Duration::from_millis(150);
-    ring.request_timeout = Duration::from_millis(800);
-    config.ring = Some(ring);
-    config
+    common::fast_ring_config(fake.rpc(0), fake.port, tables, Duration::from_millis(800))
 }
 
 fn named(tables: &[&str]) -> RingTables {
     RingTables::Named(tables.iter().map(|t| (*t).to_owned()).collect())
-}
-
-async fn published(agent: &AgentUnderTest) -> Option<NodeSnapshot> {
-    let reply = agent.get("/v1/nodes").await;
-    (reply.status == 200).then(|| NodeSnapshot::from_json(reply.body.as_bytes()).unwrap())
 }
 
 /// A table's ring as `(end token, replica addresses)` per range, ascending.
@@ -83,54 +71,44 @@ fn expected(model: &Model, table: &str) -> Owners {
     owners
 }
 
+/// The published ring of `table`, replicas in placement order.
 fn actual(snapshot: &NodeSnapshot, table: &str) -> Option<Owners> {
-    let ring = snapshot.ring()?.table(table)?;
-    Some(
-        ring.ends()
-            .iter()
-            .enumerate()
-            .map(|(i, end)| {
-                (
-                    *end,
-                    ring.replicas(i)
-                        .map(|n| snapshot.nodes()[n].address)
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+    common::published_owners(snapshot, table)
 }
 
 /// Waits until the published ring of `table` is what the model says.
 async fn ring_matches(agent: &AgentUnderTest, fake: &FakeAlternator, table: &str) -> NodeSnapshot {
-    let check = || async {
-        let want = fake.edit(|m| expected(m, table));
-        let snapshot = published(agent).await?;
-        (actual(&snapshot, table).as_ref() == Some(&want)).then_some(snapshot)
-    };
-    eventually(
-        WITHIN,
-        &format!("the published ring of {table} matches the cluster"),
-        || async { check().await.is_some() },
-    )
-    .await;
-    check().await.unwrap()
-}
-
-async fn metric(agent: &AgentUnderTest, series: &str) -> f64 {
-    agent.metric(series).await.unwrap_or(0.0)
+    common::wait_for_ring(agent, table, WITHIN, || fake.edit(|m| expected(m, table))).await
 }
 
 async fn total_rounds(agent: &AgentUnderTest) -> f64 {
     let mut sum = 0.0;
     for outcome in ["ok", "refused", "error"] {
-        sum += metric(
-            agent,
-            &format!("alternator_agent_ring_refreshes_total{{outcome=\"{outcome}\"}}"),
-        )
-        .await;
+        sum += ring_refreshes(agent, outcome).await;
     }
     sum
+}
+
+/// How many ring rows the agent skipped for `reason`.
+async fn rows_skipped(agent: &AgentUnderTest, reason: &str) -> f64 {
+    metric(
+        agent,
+        &format!("alternator_agent_ring_rows_skipped_total{{reason=\"{reason}\"}}"),
+    )
+    .await
+}
+
+/// Waits until the agent has skipped at least one ring row for each of `reasons`.
+async fn wait_for_skipped_rows(agent: &AgentUnderTest, reasons: &[&str]) {
+    eventually(WITHIN, &format!("rows skipped for {reasons:?}"), || async {
+        for reason in reasons {
+            if rows_skipped(agent, reason).await < 1.0 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
 }
 
 /// Waits for `n` more ring rounds of any outcome.
@@ -170,14 +148,7 @@ async fn vnode_ring_maps_broadcast_addresses_and_follows_pages() {
         .await
             > 0.0
     );
-    assert_eq!(
-        metric(
-            &agent,
-            "alternator_agent_ring_rows_skipped_total{reason=\"bad_token\"}"
-        )
-        .await,
-        0.0
-    );
+    assert_eq!(rows_skipped(&agent, "bad_token").await, 0.0);
 
     // One request per internal table per round for the whole agent: peers and local once,
     // token_ring once per vnode table (its pages aside); system.tablets only while the layout
@@ -226,21 +197,7 @@ async fn vnode_ring_maps_broadcast_addresses_and_follows_pages() {
                    "end_token": {"S": end.to_string()}, "endpoint": {"S": "10.99.0.1"}}),
         ];
     });
-    eventually(WITHIN, "malformed rows counted", || async {
-        metric(
-            &agent,
-            "alternator_agent_ring_rows_skipped_total{reason=\"bad_token\"}",
-        )
-        .await
-            >= 1.0
-            && metric(
-                &agent,
-                "alternator_agent_ring_rows_skipped_total{reason=\"unknown_address\"}",
-            )
-            .await
-                >= 1.0
-    })
-    .await;
+    wait_for_skipped_rows(&agent, &["bad_token", "unknown_address"]).await;
     ring_matches(&agent, &fake, "users").await;
     agent.stop().await;
 }
@@ -402,77 +359,20 @@ async fn a_ring_with_a_hole_is_refused_and_the_previous_one_kept() {
             json!({"last_token": {"N": "17"}, "replicas": {"S": "no replica here"}}),
         ];
     });
-    eventually(WITHIN, "malformed tablet rows counted", || async {
-        metric(
-            &agent,
-            "alternator_agent_ring_rows_skipped_total{reason=\"bad_token\"}",
-        )
-        .await
-            >= 1.0
-            && metric(
-                &agent,
-                "alternator_agent_ring_rows_skipped_total{reason=\"bad_replicas\"}",
-            )
-            .await
-                >= 1.0
-    })
-    .await;
+    wait_for_skipped_rows(&agent, &["bad_token", "bad_replicas"]).await;
     ring_matches(&agent, &fake, "items").await;
     agent.stop().await;
 }
 
-/// Log lines written while `f` runs on this thread (the tests' runtime is single-threaded, so
-/// the agent's tasks log here too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn refused_ring_reads_keep_the_node_list_and_log_once() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs(tracing::Level::INFO);
 
     let fake = FakeAlternator::start(46, 3, false).await;
     fake.add_table("users", FakeLayout::Tablets(tablets(4, 3, 2)));
     fake.edit(|m| m.auth = Some("AKIDRING".to_owned()));
     let agent = AgentUnderTest::start(ring_config(&fake, named(&["users"]))).await;
-    eventually(
-        WITHIN,
-        "three active nodes and several refused rounds",
-        || async {
-            let nodes = agent.nodes().await;
-            nodes.len() == 3
-                && nodes.values().all(|(h, _, _)| h == "active")
-                && metric(
-                    &agent,
-                    "alternator_agent_ring_refreshes_total{outcome=\"refused\"}",
-                )
-                .await
-                    >= 3.0
-        },
-    )
-    .await;
+    wait_for_refused_ring_rounds(&agent, 3, WITHIN).await;
     let snapshot = agent.snapshot().await.unwrap();
     assert!(snapshot.get("ring").is_none(), "{snapshot}");
     assert_eq!(metric(&agent, "alternator_agent_ring_tables").await, 0.0);
@@ -495,14 +395,7 @@ async fn refused_ring_reads_keep_the_node_list_and_log_once() {
 
 #[tokio::test]
 async fn signed_ring_reads_are_accepted_and_secrets_stay_out_of_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs(tracing::Level::DEBUG);
 
     let fake = FakeAlternator::start(47, 3, false).await;
     fake.add_table("users", FakeLayout::Tablets(tablets(4, 3, 2)));
@@ -514,14 +407,7 @@ async fn signed_ring_reads_are_accepted_and_secrets_stay_out_of_logs() {
     });
     let agent = AgentUnderTest::start(config).await;
     ring_matches(&agent, &fake, "users").await;
-    assert_eq!(
-        metric(
-            &agent,
-            "alternator_agent_ring_refreshes_total{outcome=\"refused\"}"
-        )
-        .await,
-        0.0
-    );
+    assert_eq!(ring_refreshes(&agent, "refused").await, 0.0);
     let metrics = agent.get("/metrics").await.body;
     agent.stop().await;
     let text = logs.text();
@@ -577,24 +463,10 @@ async fn signatures_pass_the_sim_verifier() {
     let mut config = SimConfig::new(vec![NodeSpec::new(address, "dc1", "r1")]);
     config.enforce_auth = Some("AKIDSIM:sim-secret".parse().unwrap());
     let sim = Sim::start(config).await.unwrap();
-    let transport =
-        HttpTransport::new(Scheme::Http, sim.port(), None, Duration::from_secs(1)).unwrap();
-    let signer = |secret: &str| Signer {
-        credentials: Credentials {
-            access_key_id: "AKIDSIM".into(),
-            secret_access_key: Secret::new(secret),
-        },
-        region: "us-east-1".into(),
-        service: "dynamodb".into(),
-    };
-    let good = signer("sim-secret");
-    let bad = signer("wrong-secret");
-    let client = |signer| Client {
-        transport: &transport,
-        port: sim.port(),
-        signer,
-        timeout: Duration::from_secs(2),
-    };
+    let dynamo = SimDynamo::new(&sim);
+    let good = sim_signer("sim-secret");
+    let bad = sim_signer("wrong-secret");
+    let client = |signer| dynamo.client(signer);
     let host = address.to_string();
     let (names, pages) = client(Some(&good)).list_tables(&host).await.unwrap();
     assert!(names.is_empty() && pages == 1, "{names:?}");

@@ -18,11 +18,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use alternator_discovery_agent::ring::client::Client;
-use alternator_discovery_agent::transport::HttpTransport;
-use alternator_routing::endpoint::Scheme;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
-use common::{http, ip};
+use common::{http, ip, SimDynamo};
 use serde_json::{json, Value};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_alternator-discovery-agent");
@@ -112,14 +109,8 @@ async fn snapshot_bytes_and_rss_with_ten_tables_of_1024_tablets() {
     let mut config = SimConfig::new(nodes);
     config.ring.replication_factor = 3;
     let sim = Sim::start(config).await.unwrap();
-    let transport =
-        HttpTransport::new(Scheme::Http, sim.port(), None, Duration::from_secs(1)).unwrap();
-    let client = Client {
-        transport: &transport,
-        port: sim.port(),
-        signer: None,
-        timeout: Duration::from_secs(5),
-    };
+    let dynamo = SimDynamo::new(&sim);
+    let client = dynamo.client(None);
     for t in 0..TABLES {
         client
             .call(

@@ -8,22 +8,20 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alternator_discovery_agent::config::{RingConfig, RingTables};
-use alternator_discovery_agent::ring::client::Client;
-use alternator_discovery_agent::sigv4::{Credentials, Secret, Signer};
-use alternator_discovery_agent::transport::HttpTransport;
+use alternator_discovery_agent::config::RingTables;
+use alternator_discovery_agent::sigv4::Signer;
 use alternator_discovery_agent::AgentConfig;
-use alternator_routing::endpoint::Scheme;
 use alternator_routing::ring::Layout;
 use alternator_routing::snapshot::NodeSnapshot;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
-use common::{eventually, fast_config, ip, AgentUnderTest};
-use serde_json::json;
+use common::{
+    capture_logs, eventually, ip, metric, published, ring_refreshes, sim_signer,
+    wait_for_refused_ring_rounds, AgentUnderTest, SimDynamo,
+};
+use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -50,68 +48,37 @@ async fn sim(net: u8, n: u8, tweak: impl FnOnce(&mut SimConfig)) -> Sim {
     Sim::start(config).await.unwrap()
 }
 
-fn signer(secret: &str) -> Signer {
-    Signer {
-        credentials: Credentials {
-            access_key_id: "AKIDSIM".into(),
-            secret_access_key: Secret::new(secret),
-        },
-        region: "us-east-1".into(),
-        service: "dynamodb".into(),
-    }
+/// Sends DynamoDB `operation` with `body` to the sim's first node, signed by `signer` when
+/// given; it must succeed.
+async fn call(sim: &Sim, signer: Option<&Signer>, operation: &str, body: &Value) {
+    SimDynamo::new(sim)
+        .client(signer)
+        .call(&sim.node_addresses()[0].to_string(), operation, body)
+        .await
+        .unwrap();
 }
 
 /// Creates `table` (hash key `pk`, type S) with `tablets` tablets, or vnodes for `None`.
 async fn create_table(sim: &Sim, table: &str, tablets: Option<u32>, signer: Option<&Signer>) {
-    let transport =
-        HttpTransport::new(Scheme::Http, sim.port(), None, Duration::from_secs(1)).unwrap();
-    let client = Client {
-        transport: &transport,
-        port: sim.port(),
-        signer,
-        timeout: Duration::from_secs(2),
-    };
     let tag = tablets.map_or_else(|| "none".to_owned(), |n| n.to_string());
-    client
-        .call(
-            &sim.node_addresses()[0].to_string(),
-            "CreateTable",
-            &json!({"TableName": table, "BillingMode": "PAY_PER_REQUEST",
-                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                    "Tags": [{"Key": "system:initial_tablets", "Value": tag}]}),
-        )
-        .await
-        .unwrap();
+    let body = json!({"TableName": table, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "Tags": [{"Key": "system:initial_tablets", "Value": tag}]});
+    call(sim, signer, "CreateTable", &body).await;
 }
 
 async fn delete_table(sim: &Sim, table: &str) {
-    let transport =
-        HttpTransport::new(Scheme::Http, sim.port(), None, Duration::from_secs(1)).unwrap();
-    let client = Client {
-        transport: &transport,
-        port: sim.port(),
-        signer: None,
-        timeout: Duration::from_secs(2),
-    };
-    client
-        .call(
-            &sim.node_addresses()[0].to_string(),
-            "DeleteTable",
-            &json!({"TableName": table}),
-        )
-        .await
-        .unwrap();
+    call(sim, None, "DeleteTable", &json!({"TableName": table})).await;
 }
 
 fn agent_config(sim: &Sim, tables: RingTables) -> AgentConfig {
-    let mut config = fast_config(&[sim.node_addresses()[0]], sim.port());
-    let mut ring = RingConfig::new(tables);
-    ring.refresh_active = Duration::from_millis(150);
-    ring.refresh_idle = Duration::from_millis(150);
-    ring.request_timeout = Duration::from_secs(2);
-    config.ring = Some(ring);
-    config
+    common::fast_ring_config(
+        sim.node_addresses()[0],
+        sim.port(),
+        tables,
+        Duration::from_secs(2),
+    )
 }
 
 /// The sim's ownership of `table`, as readers should see it (reads stay on the old replicas
@@ -127,46 +94,14 @@ fn expected(sim: &Sim, table: &str) -> Owners {
     owners
 }
 
+/// The published ring of `table`, replicas as a set.
 fn actual(snapshot: &NodeSnapshot, table: &str) -> Option<Owners> {
-    let ring = snapshot.ring()?.table(table)?;
-    Some(
-        ring.ends()
-            .iter()
-            .enumerate()
-            .map(|(i, end)| {
-                (
-                    *end,
-                    ring.replicas(i)
-                        .map(|n| snapshot.nodes()[n].address)
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+    common::published_owners(snapshot, table)
 }
 
-async fn published(agent: &AgentUnderTest) -> Option<NodeSnapshot> {
-    let reply = agent.get("/v1/nodes").await;
-    (reply.status == 200).then(|| NodeSnapshot::from_json(reply.body.as_bytes()).unwrap())
-}
-
+/// Waits until the agent publishes the sim's ring of `table`.
 async fn ring_matches(agent: &AgentUnderTest, sim: &Sim, table: &str) -> NodeSnapshot {
-    let check = || async {
-        let want = expected(sim, table);
-        let snapshot = published(agent).await?;
-        (actual(&snapshot, table).as_ref() == Some(&want)).then_some(snapshot)
-    };
-    eventually(
-        WITHIN,
-        &format!("the agent publishes the sim's ring of {table}"),
-        || async { check().await.is_some() },
-    )
-    .await;
-    check().await.unwrap()
-}
-
-async fn metric(agent: &AgentUnderTest, series: &str) -> f64 {
-    agent.metric(series).await.unwrap_or(0.0)
+    common::wait_for_ring(agent, table, WITHIN, || expected(sim, table)).await
 }
 
 #[tokio::test]
@@ -278,69 +213,31 @@ async fn joining_and_removed_nodes_change_the_ring() {
     sim.shutdown().await;
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn enforced_authorization_with_and_without_credentials() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs(tracing::Level::INFO);
 
     let sim = sim(54, 3, |c| {
         c.enforce_auth = Some("AKIDSIM:sim-secret".parse().unwrap());
     })
     .await;
-    create_table(&sim, "users", Some(4), Some(&signer("sim-secret"))).await;
+    create_table(&sim, "users", Some(4), Some(&sim_signer("sim-secret"))).await;
 
     // Without credentials: the node list is published, the ring is not.
     let without = AgentUnderTest::start(agent_config(&sim, RingTables::All)).await;
-    eventually(WITHIN, "nodes active and ring reads refused", || async {
-        let nodes = without.nodes().await;
-        nodes.len() == 3
-            && nodes.values().all(|(h, _, _)| h == "active")
-            && metric(
-                &without,
-                "alternator_agent_ring_refreshes_total{outcome=\"refused\"}",
-            )
-            .await
-                >= 3.0
-    })
-    .await;
+    wait_for_refused_ring_rounds(&without, 3, WITHIN).await;
     let snapshot = without.snapshot().await.unwrap();
     assert!(snapshot.get("ring").is_none(), "{snapshot}");
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert_eq!(text.matches("refused ring discovery").count(), 1, "{text}");
     without.stop().await;
 
     // With them: the ring.
     let mut config = agent_config(&sim, RingTables::All);
-    config.ring.as_mut().unwrap().credentials = Some(signer("sim-secret").credentials);
+    config.ring.as_mut().unwrap().credentials = Some(sim_signer("sim-secret").credentials);
     let with = AgentUnderTest::start(config).await;
     ring_matches(&with, &sim, "users").await;
-    assert_eq!(
-        metric(
-            &with,
-            "alternator_agent_ring_refreshes_total{outcome=\"refused\"}"
-        )
-        .await,
-        0.0
-    );
+    assert_eq!(ring_refreshes(&with, "refused").await, 0.0);
     with.stop().await;
     sim.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the agent's integration tests: start the agent on a free port, talk to its
 //! API over plain HTTP/1.1, wait for conditions, and a tiny scripted Alternator stand-in for
-//! answers the sim never gives (HTML, truncated JSON, host-id UUIDs).
+//! answers the sim never gives (HTML, truncated JSON, host-id UUIDs). Ring discovery tests
+//! also share their ring config, published-ring checks, log capture and a client toward
+//! alternator-sim from here.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -10,7 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alternator_discovery_agent::config::{RingConfig, RingTables};
+use alternator_discovery_agent::ring::client::Client;
+use alternator_discovery_agent::sigv4::{Credentials, Secret, Signer};
+use alternator_discovery_agent::transport::HttpTransport;
 use alternator_discovery_agent::AgentConfig;
+use alternator_routing::endpoint::Scheme;
+use alternator_routing::snapshot::NodeSnapshot;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::server::conn::http1;
@@ -375,4 +383,175 @@ async fn serve_script(listener: TcpListener, script: Script) {
 /// compete for the same address and port.
 pub fn ip(net: u8, last: u8) -> IpAddr {
     IpAddr::from([127, 0, net, last])
+}
+
+/// [`fast_config`] with ring discovery of `tables` on, refreshing every 150 ms, each ring
+/// request under `request_timeout`.
+pub fn fast_ring_config(
+    seed: IpAddr,
+    port: u16,
+    tables: RingTables,
+    request_timeout: Duration,
+) -> AgentConfig {
+    let mut config = fast_config(&[seed], port);
+    let mut ring = RingConfig::new(tables);
+    ring.refresh_active = Duration::from_millis(150);
+    ring.refresh_idle = Duration::from_millis(150);
+    ring.request_timeout = request_timeout;
+    config.ring = Some(ring);
+    config
+}
+
+/// One sample of the agent's `/metrics`, 0 when the series is absent.
+pub async fn metric(agent: &AgentUnderTest, series: &str) -> f64 {
+    agent.metric(series).await.unwrap_or(0.0)
+}
+
+/// How many ring refresh rounds ended with `outcome` (`ok`, `refused` or `error`).
+pub async fn ring_refreshes(agent: &AgentUnderTest, outcome: &str) -> f64 {
+    metric(
+        agent,
+        &format!("alternator_agent_ring_refreshes_total{{outcome=\"{outcome}\"}}"),
+    )
+    .await
+}
+
+/// Waits until the agent publishes `nodes` nodes, all active, and has counted at least three
+/// refused ring rounds: the node list goes on while ring reads are refused.
+pub async fn wait_for_refused_ring_rounds(agent: &AgentUnderTest, nodes: usize, within: Duration) {
+    eventually(
+        within,
+        &format!("{nodes} active nodes and several refused ring rounds"),
+        || async {
+            let published = agent.nodes().await;
+            published.len() == nodes
+                && published.values().all(|(h, _, _)| h == "active")
+                && ring_refreshes(agent, "refused").await >= 3.0
+        },
+    )
+    .await;
+}
+
+/// The snapshot the agent publishes on `/v1/nodes`, parsed by the filters' own model.
+pub async fn published(agent: &AgentUnderTest) -> Option<NodeSnapshot> {
+    let reply = agent.get("/v1/nodes").await;
+    (reply.status == 200).then(|| NodeSnapshot::from_json(reply.body.as_bytes()).unwrap())
+}
+
+/// The published ring of `table` as `(end token, replica addresses)` per range, in the
+/// snapshot's order; `C` keeps the replicas in placement order (`Vec`) or as a set.
+pub fn published_owners<C: FromIterator<IpAddr>>(
+    snapshot: &NodeSnapshot,
+    table: &str,
+) -> Option<Vec<(i64, C)>> {
+    let ring = snapshot.ring()?.table(table)?;
+    Some(
+        ring.ends()
+            .iter()
+            .enumerate()
+            .map(|(i, end)| {
+                (
+                    *end,
+                    ring.replicas(i)
+                        .map(|n| snapshot.nodes()[n].address)
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Waits until the published ring of `table` equals `want()`, which is asked again on every
+/// poll (the cluster may still be changing); returns the snapshot that matched.
+pub async fn wait_for_ring<C: FromIterator<IpAddr> + PartialEq>(
+    agent: &AgentUnderTest,
+    table: &str,
+    within: Duration,
+    want: impl Fn() -> Vec<(i64, C)>,
+) -> NodeSnapshot {
+    let check = || async {
+        let want = want();
+        let snapshot = published(agent).await?;
+        (published_owners(&snapshot, table).as_ref() == Some(&want)).then_some(snapshot)
+    };
+    eventually(
+        within,
+        &format!("the published ring of {table} matches the cluster"),
+        || async { check().await.is_some() },
+    )
+    .await;
+    check().await.unwrap()
+}
+
+/// Log lines written while a [`capture_logs`] guard lives on this thread (the tests' runtime
+/// is single-threaded, so the agent's tasks log here too).
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Captures this thread's log lines up to `level`, without colours, until the guard drops.
+pub fn capture_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(level)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// A SigV4 signer for alternator-sim's `--enforce-auth AKIDSIM:<secret>`.
+pub fn sim_signer(secret: &str) -> Signer {
+    Signer {
+        credentials: Credentials {
+            access_key_id: "AKIDSIM".into(),
+            secret_access_key: Secret::new(secret),
+        },
+        region: "us-east-1".into(),
+        service: "dynamodb".into(),
+    }
+}
+
+/// The agent's own DynamoDB client toward an in-process alternator-sim, over plain HTTP: owns
+/// the transport and hands out clients that sign as asked.
+pub struct SimDynamo {
+    transport: HttpTransport,
+    port: u16,
+}
+
+impl SimDynamo {
+    pub fn new(sim: &alternator_sim::Sim) -> Self {
+        SimDynamo {
+            transport: HttpTransport::new(Scheme::Http, sim.port(), None, Duration::from_secs(1))
+                .unwrap(),
+            port: sim.port(),
+        }
+    }
+
+    /// A client signing with `signer` (unsigned for `None`); each request under 5 s.
+    pub fn client<'a>(&'a self, signer: Option<&'a Signer>) -> Client<'a, HttpTransport> {
+        Client {
+            transport: &self.transport,
+            port: self.port,
+            signer,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }

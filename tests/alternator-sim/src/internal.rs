@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cluster::{Cluster, Node};
 use crate::dynamo::expr::{self, ExprContext};
+use crate::dynamo::store::parse_limit;
 use crate::dynamo::value::Item;
 use crate::dynamo::{DynamoError, Operation};
 use crate::ring::{self, Ownership, RingState};
@@ -196,17 +197,7 @@ pub(crate) fn handle(
         .map(|p| ctx.parse_projection(p))
         .transpose()?;
     ctx.finish()?;
-    let limit = match req.get("Limit") {
-        None => None,
-        Some(l) => match l.as_u64() {
-            Some(n) if n >= 1 => Some(n as usize),
-            _ => {
-                return Err(DynamoError::validation(
-                    "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-                ))
-            }
-        },
-    };
+    let limit = parse_limit(req)?;
     let count_only = match req.get("Select").and_then(Value::as_str) {
         None | Some("ALL_ATTRIBUTES" | "SPECIFIC_ATTRIBUTES") => false,
         Some("COUNT") => true,

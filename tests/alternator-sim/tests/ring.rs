@@ -179,6 +179,21 @@ async fn control(sim: &Sim, method: &str, path: &str, body: Option<Value>) -> An
     http(sim.control_addr(), req).await
 }
 
+/// `POST /settings` of the control API with `body`.
+async fn settings(sim: &Sim, body: Value) -> Answer {
+    control(sim, "POST", "/settings", Some(body)).await
+}
+
+/// The error kind of an answer: its `__type` after the `#`.
+fn error_kind(a: &Answer) -> &str {
+    a.json["__type"]
+        .as_str()
+        .unwrap_or("")
+        .rsplit('#')
+        .next()
+        .unwrap_or("")
+}
+
 async fn start(config: SimConfig) -> Sim {
     Sim::start(config)
         .await
@@ -197,6 +212,23 @@ fn six_nodes(ring: RingConfig) -> SimConfig {
             NodeSpec::new(ip(5), "dc2", "a"),
             NodeSpec::new(ip(6), "dc2", "a"),
         ])
+    }
+}
+
+/// A vnodes ring with `per_node` tokens per node, the rest as by default.
+fn vnode_ring(per_node: u32) -> RingConfig {
+    RingConfig {
+        layout: Layout::Vnodes,
+        vnodes_per_node: per_node,
+        ..RingConfig::default()
+    }
+}
+
+/// A tablets ring whose tables start with `count` tablets, the rest as by default.
+fn tablet_ring(count: u32) -> RingConfig {
+    RingConfig {
+        tablets: count,
+        ..RingConfig::default()
     }
 }
 
@@ -317,12 +349,7 @@ async fn tablet_replicas_rf_per_dc_distinct_racks_and_balanced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vnode_ranges_wrap_and_cover_the_ring_once() {
-    let sim = start(six_nodes(RingConfig {
-        layout: Layout::Vnodes,
-        vnodes_per_node: 8,
-        ..RingConfig::default()
-    }))
-    .await;
+    let sim = start(six_nodes(vnode_ring(8))).await;
     create_table(&sim, "vnt", None).await;
     // A tag with a number asks for tablets even when the default layout is vnodes.
     create_table(&sim, "tagged", Some("4")).await;
@@ -393,6 +420,11 @@ async fn read_all(sim: &Sim, node: IpAddr, op: &str, mut req: Value) -> (Vec<Val
         }
         assert!(pages < 10_000, "pagination does not end");
     }
+}
+
+/// A request naming only the internal table `system.<name>` (all of it for a Scan).
+fn system_table(name: &str) -> Value {
+    json!({"TableName": format!(".scylla.alternator.system.{name}")})
 }
 
 fn token_ring_query(keyspace: &str) -> Value {
@@ -514,21 +546,9 @@ async fn token_ring_and_tablets_through_alternator() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 
     // Scans see every partition.
-    let (all, _) = read_all(
-        &sim,
-        ip(1),
-        "Scan",
-        json!({"TableName": ".scylla.alternator.system.token_ring"}),
-    )
-    .await;
+    let (all, _) = read_all(&sim, ip(1), "Scan", system_table("token_ring")).await;
     assert_eq!(all.len(), items.len() + vn_rows.len());
-    let (all_tablets, _) = read_all(
-        &sim,
-        ip(1),
-        "Scan",
-        json!({"TableName": ".scylla.alternator.system.tablets"}),
-    )
-    .await;
+    let (all_tablets, _) = read_all(&sim, ip(1), "Scan", system_table("tablets")).await;
     assert_eq!(all_tablets.len(), 8);
     sim.shutdown().await;
 }
@@ -537,13 +557,7 @@ async fn token_ring_and_tablets_through_alternator() {
 async fn peers_and_local_depend_on_the_node_asked() {
     let sim = start(six_nodes(RingConfig::default())).await;
     for asked in [ip(1), ip(2)] {
-        let a = ok(
-            &sim,
-            asked,
-            "Scan",
-            json!({"TableName": ".scylla.alternator.system.peers"}),
-        )
-        .await;
+        let a = ok(&sim, asked, "Scan", system_table("peers")).await;
         let peers = rows(&a);
         assert_eq!(peers.len(), 5);
         let mut rpc: Vec<String> = Vec::new();
@@ -558,13 +572,7 @@ async fn peers_and_local_depend_on_the_node_asked() {
             assert_eq!((s(p, "data_center"), s(p, "rack")), (dc, rack));
             rpc.push(rpc_address.to_string());
         }
-        let a = ok(
-            &sim,
-            asked,
-            "Scan",
-            json!({"TableName": ".scylla.alternator.system.local"}),
-        )
-        .await;
+        let a = ok(&sim, asked, "Scan", system_table("local")).await;
         let local = rows(&a);
         assert_eq!(local.len(), 1);
         let l = &local[0];
@@ -603,11 +611,7 @@ async fn peers_and_local_depend_on_the_node_asked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_reads_paginate() {
-    let sim = start(six_nodes(RingConfig {
-        tablets: 32,
-        ..RingConfig::default()
-    }))
-    .await;
+    let sim = start(six_nodes(tablet_ring(32))).await;
     create_table(&sim, "tab", None).await;
     let (unpaged, pages) = read_all(&sim, ip(1), "Query", token_ring_query("alternator_tab")).await;
     assert_eq!((unpaged.len(), pages), (32 * 5, 1));
@@ -628,46 +632,16 @@ async fn internal_reads_paginate() {
     let (paged, pages) = read_all(&sim, ip(2), "Query", token_ring_query("alternator_tab")).await;
     assert_eq!(paged, unpaged);
     assert!(pages >= 16, "{pages} pages");
-    let a = control(
-        &sim,
-        "POST",
-        "/settings",
-        Some(json!({"internal_page_rows": 3})),
-    )
-    .await;
+    let a = settings(&sim, json!({"internal_page_rows": 3})).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert_eq!(a.json["internal_page_rows"], 3);
-    let (peers, pages) = read_all(
-        &sim,
-        ip(1),
-        "Scan",
-        json!({"TableName": ".scylla.alternator.system.peers"}),
-    )
-    .await;
+    let (peers, pages) = read_all(&sim, ip(1), "Scan", system_table("peers")).await;
     assert_eq!((peers.len(), pages), (5, 2));
-    let (tablets, _) = read_all(
-        &sim,
-        ip(1),
-        "Scan",
-        json!({"TableName": ".scylla.alternator.system.tablets"}),
-    )
-    .await;
+    let (tablets, _) = read_all(&sim, ip(1), "Scan", system_table("tablets")).await;
     assert_eq!(tablets.len(), 32);
-    let a = control(
-        &sim,
-        "POST",
-        "/settings",
-        Some(json!({"internal_page_rows": null})),
-    )
-    .await;
+    let a = settings(&sim, json!({"internal_page_rows": null})).await;
     assert_eq!(a.json["internal_page_rows"], Value::Null);
-    let a = control(
-        &sim,
-        "POST",
-        "/settings",
-        Some(json!({"internal_page_rows": 0})),
-    )
-    .await;
+    let a = settings(&sim, json!({"internal_page_rows": 0})).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     sim.shutdown().await;
 }
@@ -675,15 +649,6 @@ async fn internal_reads_paginate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_table_errors() {
     let sim = start(six_nodes(RingConfig::default())).await;
-    let err = |a: &Answer| {
-        a.json["__type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit('#')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    };
     let a = dynamo(
         &sim,
         ip(1),
@@ -691,15 +656,9 @@ async fn internal_table_errors() {
         json!({"TableName": ".scylla.alternator.system.local", "Key": {"key": {"S": "local"}}}),
     )
     .await;
-    assert_eq!(err(&a), "ResourceNotFoundException");
-    let a = dynamo(
-        &sim,
-        ip(1),
-        "Scan",
-        json!({"TableName": ".scylla.alternator.system.nosuch"}),
-    )
-    .await;
-    assert_eq!(err(&a), "ResourceNotFoundException");
+    assert_eq!(error_kind(&a), "ResourceNotFoundException");
+    let a = dynamo(&sim, ip(1), "Scan", system_table("nosuch")).await;
+    assert_eq!(error_kind(&a), "ResourceNotFoundException");
     assert!(a.json["message"]
         .as_str()
         .unwrap_or("")
@@ -711,7 +670,7 @@ async fn internal_table_errors() {
         json!({"TableName": ".scylla.alternator.alternator_x.x"}),
     )
     .await;
-    assert_eq!(err(&a), "ResourceNotFoundException");
+    assert_eq!(error_kind(&a), "ResourceNotFoundException");
     let a = dynamo(
         &sim,
         ip(1),
@@ -723,15 +682,9 @@ async fn internal_table_errors() {
         }),
     )
     .await;
-    assert_eq!(err(&a), "ValidationException");
-    let a = dynamo(
-        &sim,
-        ip(1),
-        "Query",
-        json!({"TableName": ".scylla.alternator.system.token_ring"}),
-    )
-    .await;
-    assert_eq!(err(&a), "ValidationException");
+    assert_eq!(error_kind(&a), "ValidationException");
+    let a = dynamo(&sim, ip(1), "Query", system_table("token_ring")).await;
+    assert_eq!(error_kind(&a), "ValidationException");
     // Stopped nodes do not answer.
     sim.stop_node(ip(3)).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(TcpStream::connect(sim.endpoint(ip(3))).await.is_err());
@@ -748,7 +701,7 @@ async fn internal_tables_need_a_signature_under_enforce_auth() {
         ..six_nodes(RingConfig::default())
     })
     .await;
-    let body = json!({"TableName": ".scylla.alternator.system.peers"}).to_string();
+    let body = system_table("peers").to_string();
     let a = dynamo(
         &sim,
         ip(1),
@@ -757,10 +710,7 @@ async fn internal_tables_need_a_signature_under_enforce_auth() {
     )
     .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.json["__type"]
-        .as_str()
-        .unwrap_or("")
-        .ends_with("MissingAuthenticationTokenException"));
+    assert_eq!(error_kind(&a), "MissingAuthenticationTokenException");
 
     let addr = sim.endpoint(ip(1));
     let host = addr.to_string();
@@ -832,21 +782,10 @@ async fn counters_tell_replica_from_non_replica_coordination() {
         json!({"TableName": "cnt", "Item": {"pk": key, "v": {"N": "1"}}}),
     )
     .await;
-    ok(
-        &sim,
-        owner,
-        "GetItem",
-        json!({"TableName": "cnt", "Key": {"pk": key}}),
-    )
-    .await;
+    let get = json!({"TableName": "cnt", "Key": {"pk": key}});
+    ok(&sim, owner, "GetItem", get.clone()).await;
     let started = Instant::now();
-    ok(
-        &sim,
-        other,
-        "GetItem",
-        json!({"TableName": "cnt", "Key": {"pk": key}}),
-    )
-    .await;
+    ok(&sim, other, "GetItem", get).await;
     assert!(started.elapsed() >= delay, "forward delay not applied");
     ok(
         &sim,
@@ -877,13 +816,7 @@ async fn counters_tell_replica_from_non_replica_coordination() {
         a.json["nodes"][other.to_string()]["coordinated_as_non_replica"],
         2
     );
-    let a = control(
-        &sim,
-        "POST",
-        "/settings",
-        Some(json!({"forward_delay_us": 0})),
-    )
-    .await;
+    let a = settings(&sim, json!({"forward_delay_us": 0})).await;
     assert_eq!(a.json["forward_delay_us"], 0);
     sim.reset();
     assert_eq!(sim.counters().node(other).coordinated_as_non_replica, 0);
@@ -894,11 +827,7 @@ async fn counters_tell_replica_from_non_replica_coordination() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migration_split_and_membership_change_the_tables() {
-    let sim = start(six_nodes(RingConfig {
-        tablets: 4,
-        ..RingConfig::default()
-    }))
-    .await;
+    let sim = start(six_nodes(tablet_ring(4))).await;
     let id = create_table(&sim, "tab", None).await;
     let before = ring_of(&sim, "tab");
     let t0 = &before.ranges[0];
@@ -986,15 +915,7 @@ async fn migration_split_and_membership_change_the_tables() {
     assert!(on_new >= 3, "new node holds {on_new} tablets");
     let token_ring = rows(&ok(&sim, ip(1), "Query", token_ring_query("alternator_tab")).await);
     assert_eq!(ring_rows(&token_ring, "tab"), expected_ring(&grown));
-    let peers = rows(
-        &ok(
-            &sim,
-            ip(1),
-            "Scan",
-            json!({"TableName": ".scylla.alternator.system.peers"}),
-        )
-        .await,
-    );
+    let peers = rows(&ok(&sim, ip(1), "Scan", system_table("peers")).await);
     assert_eq!(peers.len(), 6);
 
     // Decommission: the node leaves every replica set and system.peers.
@@ -1004,15 +925,7 @@ async fn migration_split_and_membership_change_the_tables() {
     let shrunk = ring_of(&sim, "tab");
     assert_placement(&shrunk);
     assert!(shrunk.ranges.iter().all(|r| !r.replicas.contains(&ip(7))));
-    let peers = rows(
-        &ok(
-            &sim,
-            ip(1),
-            "Scan",
-            json!({"TableName": ".scylla.alternator.system.peers"}),
-        )
-        .await,
-    );
+    let peers = rows(&ok(&sim, ip(1), "Scan", system_table("peers")).await);
     assert_eq!(peers.len(), 5);
     // Removing node 4 (stopped, out of the ring) via the control API.
     let a = control(&sim, "POST", "/nodes/127.0.0.4/remove", None).await;
@@ -1027,12 +940,7 @@ async fn migration_split_and_membership_change_the_tables() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vnode_ring_follows_membership() {
-    let sim = start(six_nodes(RingConfig {
-        layout: Layout::Vnodes,
-        vnodes_per_node: 4,
-        ..RingConfig::default()
-    }))
-    .await;
+    let sim = start(six_nodes(vnode_ring(4))).await;
     create_table(&sim, "vnt", None).await;
     assert_eq!(ring_of(&sim, "vnt").ranges.len(), 24);
     let a = control(

@@ -1328,6 +1328,20 @@ fn parse_key_schema(
 /// Position of an item in a Query/Scan: (index sort key, table primary key).
 type OrderKey = (Option<KeyValue>, PrimaryKey);
 
+/// A Query's or Scan's `Limit`: absent, or a whole number of at least 1 (DynamoDB's
+/// validation error otherwise).
+pub(crate) fn parse_limit(req: &Value) -> DynamoResult<Option<usize>> {
+    match req.get("Limit") {
+        None => Ok(None),
+        Some(l) => match l.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(n as usize)),
+            _ => Err(DynamoError::validation(
+                "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+            )),
+        },
+    }
+}
+
 struct PageRequest {
     limit: Option<usize>,
     count_only: bool,
@@ -1336,17 +1350,7 @@ struct PageRequest {
 
 impl PageRequest {
     fn parse(req: &Value) -> DynamoResult<Self> {
-        let limit = match req.get("Limit") {
-            None => None,
-            Some(l) => match l.as_u64() {
-                Some(n) if n >= 1 => Some(n as usize),
-                _ => {
-                    return Err(DynamoError::validation(
-                        "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-                    ))
-                }
-            },
-        };
+        let limit = parse_limit(req)?;
         let count_only = match str_field(req, "Select") {
             None | Some("ALL_ATTRIBUTES" | "ALL_PROJECTED_ATTRIBUTES" | "SPECIFIC_ATTRIBUTES") => {
                 false
