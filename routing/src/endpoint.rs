@@ -365,8 +365,16 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            order(&["http://10.0.0.1:8000", "http://10.0.0.10:8000", "http://10.0.0.2:8000"]),
-            ["http://10.0.0.10:8000", "http://10.0.0.1:8000", "http://10.0.0.2:8000"]
+            order(&[
+                "http://10.0.0.1:8000",
+                "http://10.0.0.10:8000",
+                "http://10.0.0.2:8000"
+            ]),
+            [
+                "http://10.0.0.10:8000",
+                "http://10.0.0.1:8000",
+                "http://10.0.0.2:8000"
+            ]
         );
         // Without a port (the scheme's default is dropped) the shorter address comes first.
         assert_eq!(
