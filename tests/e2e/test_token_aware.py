@@ -232,3 +232,46 @@ def test_ring_changes_under_load_fail_nothing_and_routing_recovers(stack):
     share, counted = replica_share(sim)
     assert counted == 2000
     assert share >= 0.99, f"{share:.4f} after the ring changed"
+
+
+def test_a_replica_envoy_does_not_know_yet_costs_no_attempt(stack):
+    """The agent can publish a joining node (and a ring that names it) before Envoy's EDS has
+    it. Envoy's override_host skips an address that is not a cluster member within the same
+    attempt, so such a plan costs no retry and no passive-health failure."""
+    sim = stack.sim(NODES[:5], extra_args=LAYOUTS["tablets"])
+    agent = stack.agent(sim, extra_args=RING_FLAGS)
+    agent.wait_active([n[0] for n in NODES[:5]])
+    # EDS refreshes once a minute here, so the new node stays unknown to Envoy for the test.
+    envoy = stack.envoy(
+        agent, {"token_aware": {"enabled": True}}, expect_nodes=5, extra_values={"EDS_REFRESH_DELAY": "60s"}
+    )
+    create_tables(envoy.url)
+    wait_ring(agent, envoy, TABLES)
+
+    newcomer = NODES[5][0]
+    sim.add_node(*NODES[5])
+    agent.wait_active([n[0] for n in NODES])
+    eventually(
+        lambda: published_ring(agent, "tok_s") == sim_ring(sim, "tok_s"),
+        timeout=20,
+        message="the agent publishes the ring with the new node",
+    )
+    assert any(newcomer in replicas for _, replicas in published_ring(agent, "tok_s"))
+    wait_synced(envoy, agent)
+    assert f"{newcomer}:{sim.port}" not in envoy.healthy_members(), "EDS already has the new node"
+
+    before = envoy.stats(r"^cluster\.alternator\.upstream_rq_retry$").get("cluster.alternator.upstream_rq_retry", 0)
+    sim.reset()
+    send_all(envoy.url, requests(2000, seed=5))
+    after = envoy.stats(r"^cluster\.alternator\.upstream_rq_retry$").get("cluster.alternator.upstream_rq_retry", 0)
+    assert after == before, f"{after - before} retries"
+    assert sim.counters()[newcomer]["total"] == 0
+    settle(envoy)
+    assert metric(envoy, "alternator_node_health_changes_total") == 0
+    # Plans did lead with the node Envoy does not know: the access log shows the header.
+    eventually(
+        lambda: any(f"candidates={newcomer}:" in ln for ln in envoy.access_log().splitlines()),
+        timeout=10,
+        message="a plan led with the new node",
+    )
+    assert f"{newcomer}:{sim.port}" not in envoy.healthy_members()
