@@ -117,11 +117,25 @@ struct RawAffinity {
     tables: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawTokenAware {
     enabled: bool,
+    max_ring_age_ms: u64,
 }
+
+impl Default for RawTokenAware {
+    fn default() -> Self {
+        RawTokenAware {
+            enabled: false,
+            max_ring_age_ms: DEFAULT_MAX_RING_AGE_MS,
+        }
+    }
+}
+
+/// How long the filter routes by a ring the agent has not confirmed: ten minutes, far beyond
+/// an agent restart and far below how long a tablet layout stays put under rebalancing.
+pub const DEFAULT_MAX_RING_AGE_MS: u64 = 600_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -158,6 +172,8 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 /// The agent answers `?wait=N` for N up to 60 s.
 const MAX_LONG_POLL_S: u64 = 60;
+/// Largest `token_aware.max_ring_age_ms`: a day.
+const MAX_RING_AGE_MS: u64 = 86_400_000;
 /// Envoy retries walk the header's list; more than this is never useful for a cluster.
 const MAX_FALLBACKS: u32 = 16;
 
@@ -189,6 +205,8 @@ pub struct AffinityConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAwareConfig {
     pub enabled: bool,
+    /// Older than this since the agent's last confirmation, the ring is not used; 0: no limit.
+    pub max_ring_age_ms: u64,
 }
 
 /// The validated, immutable plugin configuration.
@@ -362,6 +380,15 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
             ));
         }
     }
+    if raw.token_aware.max_ring_age_ms > MAX_RING_AGE_MS {
+        return Err(value_err(
+            "token_aware.max_ring_age_ms",
+            format!(
+                "must be at most {MAX_RING_AGE_MS} (a day; 0 for no limit), got {}",
+                raw.token_aware.max_ring_age_ms
+            ),
+        ));
+    }
     if raw.max_body_bytes > u64::from(u32::MAX) {
         return Err(value_err(
             "max_body_bytes",
@@ -392,6 +419,7 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         },
         token_aware: TokenAwareConfig {
             enabled: raw.token_aware.enabled,
+            max_ring_age_ms: raw.token_aware.max_ring_age_ms,
         },
         max_body_bytes: raw.max_body_bytes as usize,
         max_request_bytes: raw.max_request_bytes,

@@ -118,6 +118,8 @@ pub enum TokenMiss {
     NoReplicaInScope,
     /// A `Query` of an index: the table's ring does not place the index's partitions.
     IndexQuery,
+    /// The agent has not confirmed the snapshot for longer than `token_aware.max_ring_age_ms`.
+    StaleRing,
 }
 
 /// Outcome of one poll of the discovery agent.
@@ -162,7 +164,7 @@ pub enum Metric {
 
 /// The one table of fixed series: each one's family and label values (in the family's
 /// label order). A series' position here is its counter slot.
-pub const SERIES: [(Metric, Family, &[&str]); 32] = [
+pub const SERIES: [(Metric, Family, &[&str]); 33] = [
     (
         Metric::Routed(RoutedBy::RoundRobin),
         ROUTED,
@@ -245,6 +247,11 @@ pub const SERIES: [(Metric, Family, &[&str]); 32] = [
         &["fallback", "index"],
     ),
     (
+        Metric::TokenMissed(TokenMiss::StaleRing),
+        TOKEN_AWARE,
+        &["fallback", "stale_ring"],
+    ),
+    (
         Metric::AgentPoll(PollOutcome::Updated),
         AGENT_POLLS,
         &["updated"],
@@ -310,17 +317,18 @@ impl Metric {
             Metric::TokenMissed(TokenMiss::BodyTooLarge) => 18,
             Metric::TokenMissed(TokenMiss::NoReplicaInScope) => 19,
             Metric::TokenMissed(TokenMiss::IndexQuery) => 20,
-            Metric::AgentPoll(PollOutcome::Updated) => 21,
-            Metric::AgentPoll(PollOutcome::NotModified) => 22,
-            Metric::AgentPoll(PollOutcome::Failed) => 23,
-            Metric::AgentPoll(PollOutcome::Invalid) => 24,
-            Metric::NodeHealthChanged(HealthState::Down) => 25,
-            Metric::NodeHealthChanged(HealthState::Quarantined) => 26,
-            Metric::NodeHealthChanged(HealthState::Active) => 27,
-            Metric::KeyNameLearned => 28,
-            Metric::SnapshotVersion => 29,
-            Metric::SnapshotAge => 30,
-            Metric::SnapshotNodes => 31,
+            Metric::TokenMissed(TokenMiss::StaleRing) => 21,
+            Metric::AgentPoll(PollOutcome::Updated) => 22,
+            Metric::AgentPoll(PollOutcome::NotModified) => 23,
+            Metric::AgentPoll(PollOutcome::Failed) => 24,
+            Metric::AgentPoll(PollOutcome::Invalid) => 25,
+            Metric::NodeHealthChanged(HealthState::Down) => 26,
+            Metric::NodeHealthChanged(HealthState::Quarantined) => 27,
+            Metric::NodeHealthChanged(HealthState::Active) => 28,
+            Metric::KeyNameLearned => 29,
+            Metric::SnapshotVersion => 30,
+            Metric::SnapshotAge => 31,
+            Metric::SnapshotNodes => 32,
         }
     }
 
@@ -356,7 +364,7 @@ const CHOICES: [&str; 2] = ["first", "fallback"];
 /// The per-request path never hashes a name: every fixed series has a slot, and the per-node
 /// counters are found by a slot number the routing view caches per node index, falling back
 /// to a lookup by `ip:port`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// `None`: not defined yet; `Some(id)`: what the host answered.
     ids: [Cell<Option<Option<u32>>>; SERIES.len()],
@@ -366,6 +374,17 @@ pub struct Metrics {
     served_index: RefCell<HashMap<String, usize, Fnv>>,
     /// Per upstream node: its served-by counters.
     served: RefCell<Vec<Served>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            ids: std::array::from_fn(|_| Cell::new(None)),
+            pending: std::array::from_fn(|_| Cell::new(0)),
+            served_index: RefCell::default(),
+            served: RefCell::default(),
+        }
+    }
 }
 
 /// The `alternator_requests_total` counters of one node.

@@ -189,6 +189,9 @@ impl RoutingView {
         worker: &Worker<H>,
     ) -> Result<TokenTarget, TokenMiss> {
         let ring = self.table.snapshot().ring().ok_or(TokenMiss::NoRing)?;
+        if worker.ring_too_old() {
+            return Err(TokenMiss::StaleRing);
+        }
         let schemas = RingSchemas(ring);
         let keys = match op {
             Operation::BatchGetItem => dynamodb::batch_get_keys(body, &schemas),

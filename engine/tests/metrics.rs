@@ -192,6 +192,7 @@ fn every_series_renders_as_family_and_label_values() {
         "alternator_token_aware_total;outcome=fallback;reason=body_too_large",
         "alternator_token_aware_total;outcome=fallback;reason=no_replica_in_scope",
         "alternator_token_aware_total;outcome=fallback;reason=index",
+        "alternator_token_aware_total;outcome=fallback;reason=stale_ring",
         "alternator_agent_polls_total;outcome=updated",
         "alternator_agent_polls_total;outcome=not_modified",
         "alternator_agent_polls_total;outcome=failed",

@@ -374,3 +374,32 @@ fn batches_go_to_the_replica_most_of_their_keys_share() {
     assert_eq!(host.metric(APPLIED), Some(applied));
     assert_eq!(host.metric(&miss("unknown_table")), Some(1));
 }
+
+#[test]
+fn a_ring_the_agent_stopped_confirming_is_set_aside_until_it_confirms_again() {
+    let config = r#"{"token_aware":{"enabled":true,"max_ring_age_ms":60000}}"#;
+    let snapshot = ring_snapshot(1, KeyType::S, &ACTIVE);
+    let (host, mut root) = worker_with(config, &snapshot);
+    let key = r#"{"S":"user#7"}"#;
+    first(&root, "PutItem", key);
+    root.on_tick();
+    assert_eq!(host.metric(APPLIED), Some(1));
+
+    // The agent stops answering: past the limit, the ring is not used.
+    host.take_calls();
+    host.advance(60_001);
+    root.on_tick();
+    first(&root, "PutItem", key);
+    root.on_tick();
+    assert_eq!(host.metric(&miss("stale_ring")), Some(1));
+    assert_eq!(host.metric(APPLIED), Some(1));
+
+    // The agent answers the poll in flight: "not modified" confirms the snapshot, and the
+    // ring is used again.
+    let poll = host.take_calls().pop().expect("a poll in flight");
+    host.answer(&mut root, poll.token, Answer::status(304));
+    root.on_tick();
+    first(&root, "PutItem", key);
+    root.on_tick();
+    assert_eq!(host.metric(APPLIED), Some(2));
+}
