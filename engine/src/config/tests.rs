@@ -92,6 +92,21 @@ fn bad_values_are_named() {
     assert!(err(r#"{"agent": {"path": "v1/nodes"}}"#).contains("agent.path"));
     assert!(err(r#"{"affinity": {"tables": {"t": ""}}}"#).contains("affinity.tables"));
     assert!(err(r#"{"max_body_bytes": 99999999999}"#).contains("max_body_bytes"));
+    assert!(err(r#"{"token_aware": {"max_ring_age_ms": 86400001}}"#)
+        .contains("token_aware.max_ring_age_ms"));
+    assert!(err(r#"{"token_aware": {"enabled": "yes"}}"#).contains("token_aware.enabled"));
+    assert!(err(r#"{"token_aware": {"replicas": 2}}"#).contains("token_aware"));
+}
+
+#[test]
+fn token_aware_defaults_off_with_a_ten_minute_ring_age_limit() {
+    let c = FilterConfig::parse(b"{}").unwrap();
+    assert!(!c.token_aware.enabled);
+    assert_eq!(c.token_aware.max_ring_age_ms, 600_000);
+    let c = FilterConfig::parse(br#"{"token_aware": {"enabled": true, "max_ring_age_ms": 0}}"#)
+        .unwrap();
+    assert!(c.token_aware.enabled);
+    assert_eq!(c.token_aware.max_ring_age_ms, 0);
 }
 
 #[test]
