@@ -41,9 +41,9 @@ pub struct Worker<H> {
     passive_version: RefCell<Vec<u8>>,
     /// Requests since the shared version keys were last read (see [`Worker::view`]).
     since_refresh: Cell<u32>,
-    /// When the agent last confirmed the snapshot (ms since the epoch), as of the last
-    /// refresh; read only while token-aware routing limits the ring's age.
-    confirmed_at_ms: Cell<Option<u64>>,
+    /// Whether the ring was too old to route by at the last refresh (see
+    /// [`Worker::ring_too_old`]); decided there, so requests make no clock call for it.
+    ring_too_old: Cell<bool>,
     /// Routing-header buffers of finished requests, lent to new ones.
     buffers: RefCell<Vec<String>>,
 }
@@ -73,7 +73,7 @@ impl<H: Host> Worker<H> {
             passive: RefCell::new(PassiveHealth::default()),
             passive_version: RefCell::new(Vec::new()),
             since_refresh: Cell::new(0),
-            confirmed_at_ms: Cell::new(None),
+            ring_too_old: Cell::new(false),
             buffers: RefCell::new(Vec::new()),
         }
     }
@@ -121,11 +121,12 @@ impl<H: Host> Worker<H> {
     pub fn refresh(&self) -> Option<Rc<RoutingView>> {
         self.since_refresh.set(0);
         self.refresh_passive();
-        if self.config.token_aware.enabled && self.config.token_aware.max_ring_age_ms > 0 {
-            self.confirmed_at_ms.set(crate::shared::read_u64(
-                &self.host,
-                crate::shared::CONFIRMED_AT_MS,
-            ));
+        let limit = self.config.token_aware.max_ring_age_ms;
+        if self.config.token_aware.enabled && limit > 0 {
+            let confirmed = crate::shared::read_u64(&self.host, crate::shared::CONFIRMED_AT_MS);
+            let now = self.host.now_ms();
+            self.ring_too_old
+                .set(confirmed.is_some_and(|at| now.saturating_sub(at) > limit));
         }
         self.refresh_view()
     }
@@ -134,13 +135,11 @@ impl<H: Host> Worker<H> {
     /// longer than `token_aware.max_ring_age_ms` (0: no limit). A stale ring is never wrong,
     /// only slower; the limit bounds how long a filter cut off from its agent keeps trusting
     /// ownership that tablet migrations may have moved.
+    ///
+    /// Decided when the worker refreshes (each tick and every 32nd request), so it lags the
+    /// clock by at most that much.
     pub fn ring_too_old(&self) -> bool {
-        let limit = self.config.token_aware.max_ring_age_ms;
-        limit > 0
-            && self
-                .confirmed_at_ms
-                .get()
-                .is_some_and(|at| self.host.now_ms().saturating_sub(at) > limit)
+        self.ring_too_old.get()
     }
 
     /// The current routing view, re-parsed only when the poller stored a new snapshot.
