@@ -347,9 +347,7 @@ impl RoutingView {
                     k,
                     &mut plan,
                     &mut self.replicas.borrow_mut(),
-                );
-                plan.first()
-                    .is_some_and(|&first| ring_table.replicas_of(token).any(|r| r == first))
+                )
             }
             TokenTarget::Batch => {
                 let batch = self.batch.borrow();

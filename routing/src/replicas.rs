@@ -48,8 +48,8 @@ pub struct KeyReplicas<'a> {
 /// [`Lead`] picks and continuing in ring order), then `fallback` (the caller's ordinary plan,
 /// already health-selected), skipping repeats and anything out of scope or `DOWN`.
 ///
-/// `scratch` is reused between calls; nothing allocates once `out` and `scratch` have grown to
-/// `k` and the replica count.
+/// Returns whether a replica leads the plan. `scratch` is reused between calls; nothing
+/// allocates once `out` and `scratch` have grown to `k` and the replica count.
 pub fn replica_plan(
     table: &RoutingTable,
     key: KeyReplicas<'_>,
@@ -58,7 +58,7 @@ pub fn replica_plan(
     k: usize,
     out: &mut Vec<usize>,
     scratch: &mut Vec<usize>,
-) {
+) -> bool {
     out.clear();
     let KeyReplicas { ring, token, lead } = key;
     let range = ring.range_of(token);
@@ -67,9 +67,9 @@ pub fn replica_plan(
         Lead::Key(token) => token as u64,
         Lead::Rotate(counter) => counter,
     };
-    for tier in 0..table.tiers().len() {
+    'tiers: for tier in 0..table.tiers().len() {
         if out.len() >= k {
-            return;
+            break;
         }
         scratch.clear();
         scratch.extend(ring.replicas(range).filter(|&i| {
@@ -81,21 +81,23 @@ pub fn replica_plan(
         let first = reduce(start, scratch.len());
         for &i in scratch[first..].iter().chain(&scratch[..first]) {
             if out.len() >= k {
-                return;
+                break 'tiers;
             }
             if !out.contains(&i) {
                 out.push(i);
             }
         }
     }
+    let led_by_replica = !out.is_empty();
     for &i in fallback {
         if out.len() >= k {
-            return;
+            break;
         }
         if usable(table, health, i) && !out.contains(&i) {
             out.push(i);
         }
     }
+    led_by_replica
 }
 
 /// A batch's plan: every key votes for each of its replicas that is `ACTIVE` and in scope;

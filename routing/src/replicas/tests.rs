@@ -66,7 +66,16 @@ fn plan(
     let mut out = Vec::new();
     let mut scratch = Vec::new();
     let key = KeyReplicas { ring, token, lead };
-    replica_plan(table, key, health, fallback, k, &mut out, &mut scratch);
+    let led = replica_plan(table, key, health, fallback, k, &mut out, &mut scratch);
+    // The flag says whether the replica phase led: the first entry is then an active,
+    // in-scope replica; otherwise it is not one (a quarantined replica may still come
+    // first through the fallback).
+    let active_replica = |i: usize| {
+        ring.replicas_of(token).any(|r| r == i)
+            && health.get(i) == Some(&HealthState::Active)
+            && table.tier_of(i).is_some()
+    };
+    assert_eq!(led, out.first().is_some_and(|&f| active_replica(f)));
     out
 }
 
