@@ -5,12 +5,20 @@
 # `url: oci://<registry>/alternator-filter:<tag>`: istio-agent takes the image's last layer and
 # extracts the file named plugin.wasm from it.
 #
-#   docker build -f deploy/filter.Dockerfile -t <registry>/alternator-filter:<tag> .
-#   docker push <registry>/alternator-filter:<tag>
+# Push it as ONE linux/amd64 image with no attestations: istio-agent looks for the linux/amd64
+# image only, whatever the node's architecture, so an image built on arm64 without --platform,
+# or an index carrying provenance/SBOM manifests (BuildKit's default), is not found
+# (envoy/istio/README.md, "Building the filter image"):
+#
+#   docker buildx build --platform linux/amd64 --provenance=false --sbom=false \
+#     -f deploy/filter.Dockerfile -t <registry>/alternator-filter:<tag> --push .
+#
+# The Rust stage runs on the build machine's own platform ($BUILDPLATFORM): the module is the
+# same Wasm file everywhere, so an arm64 machine compiles natively instead of under emulation.
 
 ARG RUST_IMAGE=rust:1.95.0-slim
 
-FROM ${RUST_IMAGE} AS build
+FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS build
 RUN rustup target add wasm32-wasip1
 WORKDIR /src
 # Every workspace member's sources are needed for cargo to load the workspace.
