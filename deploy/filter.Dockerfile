@@ -7,7 +7,7 @@
 #
 # Push it as ONE linux/amd64 image with no attestations: istio-agent looks for the linux/amd64
 # image only, whatever the node's architecture, so an image built on arm64 without --platform,
-# or an index carrying provenance/SBOM manifests (BuildKit's default), is not found
+# or an index carrying attestation manifests (buildx adds provenance by default), is not found
 # (envoy/istio/README.md, "Building the filter image"):
 #
 #   docker buildx build --platform linux/amd64 --provenance=false --sbom=false \
