@@ -63,6 +63,8 @@ pub struct RequestFlow<H: Host> {
     first_choice: Option<usize>,
     /// Token-aware routing may route this request by its key (decided with the headers).
     token_candidate: bool,
+    /// Key affinity may route this request by its key (decided with the headers).
+    affinity_candidate: bool,
 }
 
 /// How a request is to be routed, once what can be known is known.
@@ -94,6 +96,7 @@ impl<H: Host> RequestFlow<H> {
             learn_from_response: false,
             first_choice: None,
             token_candidate: false,
+            affinity_candidate: false,
         }
     }
 
@@ -154,25 +157,18 @@ impl<H: Host> RequestFlow<H> {
                 worker.metrics.count(Metric::TokenMissed(TokenMiss::NoRing));
             }
         }
-        let affinity_needs_body = dynamodb::needs_body(config.affinity.mode, op);
-        if !affinity_needs_body && !self.token_candidate {
+        self.affinity_candidate = dynamodb::needs_body(config.affinity.mode, op);
+        if !self.affinity_candidate && !self.token_candidate {
             return self.route(stream, Choice::Ordinary);
         }
-        let no_body = |miss| {
-            if affinity_needs_body {
-                Choice::AffinityMissed(miss)
-            } else {
-                Choice::Ordinary
-            }
-        };
         if end_of_stream {
-            self.token_missed(TokenMiss::NoKey);
-            return self.route(stream, no_body(AffinityMiss::NoKey));
+            let choice = self.unread_body(TokenMiss::NoKey, AffinityMiss::NoKey);
+            return self.route(stream, choice);
         }
         let too_large = declared_len.is_some_and(|len| len > config.max_body_bytes as u64);
         if too_large {
-            self.token_missed(TokenMiss::BodyTooLarge);
-            return self.route(stream, no_body(AffinityMiss::BodyTooLarge));
+            let choice = self.unread_body(TokenMiss::BodyTooLarge, AffinityMiss::BodyTooLarge);
+            return self.route(stream, choice);
         }
         self.phase = Phase::BufferingRequest;
         Action::Pause
@@ -187,15 +183,9 @@ impl<H: Host> RequestFlow<H> {
         if self.phase != Phase::BufferingRequest {
             return Action::Continue;
         }
-        let affinity_needs_body = dynamodb::needs_body(self.worker.config.affinity.mode, self.op);
         if body_size > self.worker.config.max_body_bytes {
             // Continue releases the paused headers together with what was buffered so far.
-            self.token_missed(TokenMiss::BodyTooLarge);
-            let choice = if affinity_needs_body {
-                Choice::AffinityMissed(AffinityMiss::BodyTooLarge)
-            } else {
-                Choice::Ordinary
-            };
+            let choice = self.unread_body(TokenMiss::BodyTooLarge, AffinityMiss::BodyTooLarge);
             return self.route(stream, choice);
         }
         if !end_of_stream {
@@ -210,12 +200,23 @@ impl<H: Host> RequestFlow<H> {
                 }
             }
         }
-        let choice = if affinity_needs_body {
+        let choice = if self.affinity_candidate {
             Choice::from(view::affinity_target(self.op, &body, &self.worker))
         } else {
             Choice::Ordinary
         };
         self.route(stream, choice)
+    }
+
+    /// How a request is routed when its body will not be read (absent or too large): the
+    /// token-aware miss is counted, and key affinity, if it applied, falls back with `miss`.
+    fn unread_body(&mut self, token: TokenMiss, affinity: AffinityMiss) -> Choice {
+        self.token_missed(token);
+        if self.affinity_candidate {
+            Choice::AffinityMissed(affinity)
+        } else {
+            Choice::Ordinary
+        }
     }
 
     /// Counts why token-aware routing did not route this request, if it could have.
