@@ -232,9 +232,8 @@ impl RoutingView {
     /// A key's table (index in the ring) and token.
     fn place(&self, ring: &Ring, key: &PartitionKey<'_>) -> Result<(usize, i64), TokenMiss> {
         let table = ring
-            .tables()
-            .binary_search_by(|t| t.table().cmp(&key.table))
-            .map_err(|_| TokenMiss::UnknownTable)?;
+            .table_index(&key.table)
+            .ok_or(TokenMiss::UnknownTable)?;
         let ring_table = ring.tables().get(table).ok_or(TokenMiss::UnknownTable)?;
         if ring_table.key_type() != key.key_type {
             return Err(TokenMiss::UnsupportedKey);

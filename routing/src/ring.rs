@@ -455,10 +455,14 @@ impl Ring {
 
     /// The ring of table `name`.
     pub fn table(&self, name: &str) -> Option<&TableRing> {
+        self.table_index(name).and_then(|i| self.tables.get(i))
+    }
+
+    /// The position of table `name` in [`Ring::tables`].
+    pub fn table_index(&self, name: &str) -> Option<usize> {
         self.tables
             .binary_search_by(|t| t.table.as_str().cmp(name))
             .ok()
-            .and_then(|i| self.tables.get(i))
     }
 
     pub(crate) fn to_wire(&self, node_count: usize) -> RingWire {
