@@ -21,27 +21,15 @@ import pathlib
 import statistics
 import subprocess
 import tempfile
-import urllib.request
 
 import profile_filter
 import sdk_requests
-from harness.stack import Stack, wait_routing, wait_synced
+from harness.stack import RawDynamo, Stack, create_table, wait_routing, wait_synced
 from harness.util import eventually, target_dir
 
 BENCH = pathlib.Path(__file__).resolve().parent
 NODES = [(f"127.0.4.{i + 1}", "dc1", f"rack{i % 3 + 1}") for i in range(6)]
 KEYS = 64
-
-
-def call(url: str, operation: str, body: dict):
-    req = urllib.request.Request(
-        url + "/",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"content-type": "application/x-amz-json-1.0", "x-amz-target": f"DynamoDB_20120810.{operation}"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"null")
 
 
 def wrk(url: str, request_file: pathlib.Path, seconds: int, connections: int) -> dict:
@@ -102,18 +90,17 @@ def main() -> int:
             ),
         }
         url = next(iter(envoys.values())).url
-        call(
-            url,
-            "CreateTable",
-            {
-                "TableName": "bench",
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            },
-        )
-        for i in range(KEYS):
-            call(url, "PutItem", {"TableName": "bench", "Item": {"pk": {"S": sdk_requests.key(i)}}})
+        create_table(url, "bench")
+        client = RawDynamo(url)
+        try:
+            for i in range(KEYS):
+                status, answer = client.call(
+                    "PutItem", {"TableName": "bench", "Item": {"pk": {"S": sdk_requests.key(i)}}}
+                )
+                if status != 200:
+                    raise SystemExit(f"PutItem through Envoy: {status} {answer}")
+        finally:
+            client.close()
         eventually(
             lambda: any(t["table"] == "bench" for t in (agent.snapshot().get("ring") or {}).get("tables", [])),
             timeout=30,
