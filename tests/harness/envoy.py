@@ -13,6 +13,9 @@ from . import prometheus
 from .util import ROOT, OwnedProcess, eventually, free_port, target_dir
 
 ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
+ENVOY_NATIVE_YAML = ROOT / "envoy" / "envoy-native.yaml"
+# The native dynamic module, as `make native` builds it (`cargo build --release`).
+NATIVE_MODULE_NAME = "libalternator_mesh.so"
 WASM_REL = pathlib.Path("wasm32-wasip1") / "wasm-release" / "alternator_filter.wasm"
 # Kept for callers that import it; the live value honours $CARGO_TARGET_DIR (see wasm_path()).
 WASM_PATH = ROOT / "target" / WASM_REL
@@ -22,6 +25,43 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 def wasm_path() -> pathlib.Path:
     return target_dir() / WASM_REL
+
+
+def native_module_dir() -> pathlib.Path:
+    """Where Envoy finds the native module (its ENVOY_DYNAMIC_MODULES_SEARCH_PATH)."""
+    return target_dir() / "release"
+
+
+def filter_build() -> str:
+    """Which build of the filter the tests load: `wasm` (default) or `native`, from
+    $ALTERNATOR_FILTER_BUILD (`make e2e` runs the suites once with each)."""
+    build = os.environ.get("ALTERNATOR_FILTER_BUILD", "wasm")
+    if build not in ("wasm", "native"):
+        raise ValueError(f"ALTERNATOR_FILTER_BUILD must be wasm or native, not {build!r}")
+    return build
+
+
+def shipped_config(build: str | None = None) -> pathlib.Path:
+    """The shipped Envoy configuration of a filter build."""
+    return ENVOY_NATIVE_YAML if (build or filter_build()) == "native" else ENVOY_YAML
+
+
+def stat_prefix(build: str | None = None) -> str:
+    """The prefix of the filter's metrics in `/stats`: the custom stat namespace of its build."""
+    return "dynamicmodulescustom." if (build or filter_build()) == "native" else "wasmcustom."
+
+
+# Envoy's Prometheus output strips proxy-wasm's custom stat namespace from metric names but
+# not the dynamic modules' one: the native build's `alternator_requests_total` is exposed as
+# `envoy_dynamicmodulescustom_alternator_requests_total` (same labels; README "Which build").
+NATIVE_PROMETHEUS_PREFIX = "envoy_dynamicmodulescustom_"
+
+
+def envoy_env(build: str | None = None) -> dict | None:
+    """The environment Envoy needs for a filter build (None: inherit ours)."""
+    if (build or filter_build()) != "native":
+        return None
+    return dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(native_module_dir()))
 
 
 def render_template(text: str, values: dict) -> str:
@@ -150,10 +190,16 @@ class Envoy:
         hot_restart_of: "Envoy | None" = None,
         component_log_level: str | None = "wasm:debug",
         lds: bool = False,
+        build: str | None = None,
     ):
         """`component_log_level` is passed as `--component-log-level` (None: not at all, every
         component at `log_level`). With `lds`, the DynamoDB listener comes from file-based LDS
-        and `update_listener` replaces it while Envoy runs."""
+        and `update_listener` replaces it while Envoy runs. `build` picks the filter build
+        (`wasm` or `native`; default: `filter_build()`)."""
+        self.build = hot_restart_of.build if hot_restart_of else (build or filter_build())
+        self.template = shipped_config(self.build)
+        if self.build == "native" and component_log_level == "wasm:debug":
+            component_log_level = "dynamic_modules:debug"
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A hot restart reuses the parent's rendered config and base id with the next epoch;
@@ -176,14 +222,19 @@ class Envoy:
         values.update(extra_values or {})
         self.values = values
         self.lds_dir = self.workdir / "lds" if lds else None
-        wasm = pathlib.Path(values["WASM_PATH"])
-        if not wasm.exists():
-            raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
+        if self.build == "native":
+            module = native_module_dir() / NATIVE_MODULE_NAME
+            if not module.exists():
+                raise FileNotFoundError(f"{module} is missing: run `make native`")
+        else:
+            wasm = pathlib.Path(values["WASM_PATH"])
+            if not wasm.exists():
+                raise FileNotFoundError(f"{wasm} is missing: run `make wasm`")
         self.config_path = self.workdir / "envoy.yaml"
         if hot_restart_of:
             rendered = hot_restart_of.config_path.read_text()
         else:
-            rendered = render_template(ENVOY_YAML.read_text(), values)
+            rendered = render_template(self.template.read_text(), values)
             if not with_filter:
                 rendered = without_filter(rendered)
             if lds:
@@ -214,6 +265,7 @@ class Envoy:
             + (["--component-log-level", component_log_level] if component_log_level else []),
             "envoy",
             self.log_path,
+            env=envoy_env(self.build),
         )
         self.admin = None
 
@@ -226,7 +278,7 @@ class Envoy:
             raise ValueError("this Envoy was not started with lds=True")
         self.plugin_config = dict(plugin_config)
         values = dict(self.values, **plugin_values(self.plugin_config))
-        doc = yaml.safe_load(render_template(ENVOY_YAML.read_text(), values))
+        doc = yaml.safe_load(render_template(self.template.read_text(), values))
         write_lds(self.lds_dir, doc["static_resources"]["listeners"])
 
     def hot_restart(self, workdir: pathlib.Path) -> "Envoy":
@@ -259,6 +311,10 @@ class Envoy:
         with urllib.request.urlopen(self.admin + path, timeout=5) as r:
             return r.read().decode()
 
+    def filter_stat(self, name: str):
+        """The value of one of the filter's own metrics in `/stats` (None: not reported)."""
+        return self.stats().get(stat_prefix(self.build) + name)
+
     def stats(self, pattern: str | None = None) -> dict:
         """Flat `name: value` of counters and gauges (tag-extracted names not applied); with
         `pattern`, only the stats whose name matches that regular expression (Envoy filters)."""
@@ -274,8 +330,13 @@ class Envoy:
         return self.admin_get("/stats/prometheus")
 
     def metrics(self) -> list:
-        """`/stats/prometheus` parsed: samples with `name`, `labels`, `value` (harness.prometheus)."""
-        return prometheus.parse(self.prometheus())
+        """`/stats/prometheus` parsed: samples with `name`, `labels`, `value` (harness.prometheus).
+        The filter's metrics go by their documented names in either build (the native build's
+        Prometheus prefix is taken off, see NATIVE_PROMETHEUS_PREFIX)."""
+        samples = prometheus.parse(self.prometheus())
+        if self.build != "native":
+            return samples
+        return [s._replace(name=s.name.removeprefix(NATIVE_PROMETHEUS_PREFIX)) for s in samples]
 
     def healthy_members(self, cluster: str = "alternator") -> set:
         """`ip:port` of the cluster members Envoy currently has (from EDS)."""

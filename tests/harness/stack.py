@@ -87,7 +87,7 @@ def wait_routing(envoy: Envoy, nodes: int, timeout: float = 30.0, at_least: bool
 
     def ready():
         members = len(envoy.healthy_members())
-        snapshot = envoy.stats().get("wasmcustom.alternator_snapshot_nodes")
+        snapshot = envoy.filter_stat("alternator_snapshot_nodes")
         if at_least:
             return members >= nodes and (snapshot or 0) >= nodes
         return members == nodes and snapshot == nodes
@@ -109,7 +109,7 @@ def wait_synced(envoy: Envoy, agent: Agent | None, timeout: float = 30.0, versio
 
     def synced():
         want = version if version is not None else agent.snapshot()["version"]
-        if envoy.stats().get("wasmcustom.alternator_snapshot_version") != want:
+        if envoy.filter_stat("alternator_snapshot_version") != want:
             seen.clear()
             return False
         seen.setdefault(want, time.monotonic())

@@ -1,0 +1,226 @@
+//! The engine's host traits over the dynamic-module ABI's safe handles (`abi`).
+//!
+//! [`EnvoyHost`] is one thread's view of Envoy for one filter configuration: clock, log,
+//! the process-wide store (`store`), metrics through the configuration's counter and gauge
+//! families, and, on the main thread only, HTTP calls to a cluster. [`EnvoyStream`] is the
+//! HTTP stream whose hook is running.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
+
+use crate::abi::{self, Attribute, Filter, HeaderMap, Level};
+use crate::module::{Shared, CURRENT_ANSWER};
+use crate::store::STORE;
+
+/// A metric the engine defined: its family's Envoy id and the label values of the series.
+#[derive(Debug)]
+struct Series {
+    family_id: usize,
+    gauge: bool,
+    labels: Vec<String>,
+}
+
+/// One thread's host for one filter configuration (see the module docs).
+#[derive(Debug, Clone)]
+pub struct EnvoyHost {
+    shared: Arc<Shared>,
+    /// The series the engine defined on this thread; its metric ids index this list.
+    series: Rc<RefCell<Vec<Series>>>,
+}
+
+impl EnvoyHost {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        EnvoyHost {
+            shared,
+            series: Rc::default(),
+        }
+    }
+}
+
+fn level(level: LogLevel) -> Level {
+    match level {
+        LogLevel::Trace => Level::Trace,
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warn => Level::Warn,
+        LogLevel::Error => Level::Error,
+    }
+}
+
+/// `family;label=value;...` (the engine's flat metric name) split into the family name and
+/// the label values, in order.
+fn split_flat_name(name: &str) -> (&str, Vec<String>) {
+    let mut parts = name.split(';');
+    let family = parts.next().unwrap_or_default();
+    let values = parts
+        .map(|part| part.split_once('=').map_or(part, |(_, v)| v).to_string())
+        .collect();
+    (family, values)
+}
+
+impl Host for EnvoyHost {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn log(&self, lvl: LogLevel, message: &str) {
+        abi::log(level(lvl), message);
+    }
+
+    fn log_enabled(&self, lvl: LogLevel) -> bool {
+        abi::log_enabled(level(lvl))
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        STORE.get(key)
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError> {
+        STORE.set(key, value, cas)
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let (family, labels) = split_flat_name(name);
+        let family_id = self.shared.metric_family(family)?;
+        let mut series = self.series.borrow_mut();
+        let id = u32::try_from(series.len()).ok()?;
+        series.push(Series {
+            family_id,
+            gauge: kind == MetricKind::Gauge,
+            labels,
+        });
+        Some(id)
+    }
+
+    fn increment_metric(&self, id: u32, by: i64) {
+        self.record(id, u64::try_from(by).unwrap_or(0));
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        self.record(id, value);
+    }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, String> {
+        let id = self.shared.config.http_callout(cluster, headers, timeout)?;
+        u32::try_from(id).map_err(|_| format!("callout id {id} does not fit the engine's token"))
+    }
+
+    fn http_call_response_header(&self, name: &str) -> Option<String> {
+        CURRENT_ANSWER.with_borrow(|answer| {
+            answer.as_ref().and_then(|a| {
+                a.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            })
+        })
+    }
+
+    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        CURRENT_ANSWER.with_borrow(|answer| {
+            answer
+                .as_ref()
+                .map(|a| a.body[..a.body.len().min(size)].to_vec())
+        })
+    }
+}
+
+impl EnvoyHost {
+    fn record(&self, id: u32, value: u64) {
+        let series = self.series.borrow();
+        let Some(s) = usize::try_from(id).ok().and_then(|i| series.get(i)) else {
+            return;
+        };
+        let labels: Vec<&str> = s.labels.iter().map(String::as_str).collect();
+        // A refused update loses one count; nothing else to do about it.
+        let _ = self
+            .shared
+            .config
+            .record_metric(s.gauge, s.family_id, &labels, value);
+    }
+}
+
+/// The HTTP stream whose hook is running.
+#[derive(Debug)]
+pub struct EnvoyStream<'a> {
+    pub envoy: &'a Filter,
+}
+
+impl Stream for EnvoyStream<'_> {
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.envoy.header(HeaderMap::Request, name)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &[u8]) -> bool {
+        self.envoy.set_header(HeaderMap::Request, name, Some(value))
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> bool {
+        self.envoy.set_header(HeaderMap::Request, name, None)
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.envoy.body(true, size))
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.envoy.header(HeaderMap::Response, name)
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.envoy.body(false, size))
+    }
+
+    fn upstream_address(&self) -> Option<Vec<u8>> {
+        self.envoy.attribute_string(Attribute::UpstreamAddress)
+    }
+
+    fn response_flags(&self) -> Option<u64> {
+        self.envoy.attribute_int(Attribute::ResponseFlags)
+    }
+
+    fn response_code(&self) -> Option<u64> {
+        self.envoy.attribute_int(Attribute::ResponseCode)
+    }
+
+    fn upstream_request_attempts(&self) -> Option<u64> {
+        self.envoy
+            .attribute_int(Attribute::UpstreamRequestAttemptCount)
+    }
+
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
+        self.envoy.send_response(status, headers, body);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_flat_name;
+
+    #[test]
+    fn flat_names_split_into_family_and_label_values() {
+        assert_eq!(
+            split_flat_name("alternator_requests_total;node=10.0.0.1:8000;choice=first"),
+            (
+                "alternator_requests_total",
+                vec!["10.0.0.1:8000".to_string(), "first".to_string()]
+            )
+        );
+        assert_eq!(
+            split_flat_name("alternator_no_route_total"),
+            ("alternator_no_route_total", vec![])
+        );
+    }
+}
