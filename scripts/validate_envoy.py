@@ -3,7 +3,10 @@
 
 Shipped configs carry `${NAME}` / `${NAME:-default}` placeholders (ports, paths) that tests and
 the demo fill in at run time; here they are rendered with harmless values first, through the
-same renderer the tests use, so what is validated is what runs.
+same renderer the tests use, so what is validated is what runs. A bootstrap that loads the
+native dynamic module is validated with the module built by `make native` on Envoy's search
+path, and fails if Envoy reports an ABI-version mismatch: the module is built for one Envoy
+minor version.
 """
 
 import os
@@ -12,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 
-from harness.envoy import envoy_binary, render_template, validation_values
+from harness.envoy import envoy_binary, native_module_dir, render_template, validation_values
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -35,17 +38,24 @@ def main() -> int:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(rendered)
             tmp = f.name
+        native = "dynamic_modules.v3.DynamicModuleFilter" in rendered
+        env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(native_module_dir())) if native else None
         try:
             proc = subprocess.run(
                 [envoy, "--mode", "validate", "-c", tmp, "--base-id", str(os.getpid() % 60000 + 1000)],
                 capture_output=True,
                 text=True,
                 timeout=120,
+                env=env,
             )
         finally:
             os.unlink(tmp)
         rel = path.relative_to(ROOT)
-        if proc.returncode == 0:
+        output = proc.stdout + proc.stderr
+        if native and proc.returncode == 0 and "ABI version v0.2.0 matched" not in output:
+            failures += 1
+            print(f"INVALID {rel}: Envoy did not confirm the module's ABI version\n{output}")
+        elif proc.returncode == 0:
             print(f"valid   {rel}")
         else:
             failures += 1

@@ -1010,3 +1010,26 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_
     _reason: u32,
 ) {
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::panic)]
+    fn a_panicking_hook_body_gives_the_fallback_and_is_counted() {
+        let before = module::panics_pending();
+        assert_eq!(
+            guard(CONTINUE, || -> u32 { panic!("a hook body failed") }),
+            CONTINUE
+        );
+        assert_eq!(guard(HEADERS_STOP_ITERATION, || CONTINUE), CONTINUE);
+        assert_eq!(module::panics_pending(), before + 1);
+    }
+
+    #[test]
+    fn the_announced_abi_version_is_a_c_string() {
+        assert_eq!(ABI_VERSION.last(), Some(&0));
+        assert_eq!(&ABI_VERSION[..ABI_VERSION.len() - 1], b"v0.2.0");
+    }
+}

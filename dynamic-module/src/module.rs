@@ -50,6 +50,11 @@ pub fn note_panic() {
     PANICS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Panics caught and not yet reported to Envoy.
+pub fn panics_pending() -> u64 {
+    PANICS.load(Ordering::Relaxed)
+}
+
 /// What one filter configuration shares with every thread: its Envoy handle, its raw
 /// configuration (each worker thread parses its own copy) and its metric families.
 #[derive(Debug)]
