@@ -23,7 +23,7 @@
 //! and discards the rest (up to [`DISCARD_LIMIT`]) before answering, then closes the
 //! connection as Scylla does: the status and body are Scylla's, and tests get them reliably.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 use http_body_util::BodyExt;
 use hyper::header::HeaderValue;
@@ -64,10 +64,8 @@ where
     let limit = limit.map_or(u64::MAX, |l| l as u64);
     let mut over = declared.is_some_and(|n| n > limit);
     let mut seen: u64 = 0;
-    let mut kept = BytesMut::with_capacity(match declared {
-        Some(n) if !over => usize::try_from(n).unwrap_or(0),
-        _ => 0,
-    });
+    // Usually one frame, kept without a copy.
+    let mut kept: Vec<Bytes> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             return Err(BodyError::Unreadable);
@@ -78,18 +76,22 @@ where
         seen = seen.saturating_add(data.len() as u64);
         over |= seen > limit;
         if over {
-            kept = BytesMut::new();
+            kept.clear();
             if seen > DISCARD_LIMIT {
                 return Err(BodyError::TooLarge { discarded: false });
             }
         } else {
-            kept.extend_from_slice(&data);
+            kept.push(data);
         }
     }
     if over {
         return Err(BodyError::TooLarge { discarded: true });
     }
-    Ok(kept.freeze())
+    Ok(match kept.len() {
+        0 => Bytes::new(),
+        1 => kept.swap_remove(0),
+        _ => kept.concat().into(),
+    })
 }
 
 /// Alternator's 413.
