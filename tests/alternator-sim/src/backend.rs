@@ -1,5 +1,13 @@
 //! `--backend URL`: forward DynamoDB requests to a real DynamoDB implementation (AWS's
 //! DynamoDB Local in the tests) while `/localnodes`, health, faults and counters stay local.
+//!
+//! The request goes out as the client sent it — method, path and query, every end-to-end
+//! header (`Host` and header-name case included) and the body bytes, compressed or not — and
+//! the backend's answer comes back as it was sent: status and reason phrase, headers (the sim
+//! adds neither a content type nor `Server` nor `Date`) and body bytes. Only what describes one
+//! hop is not relayed: `Connection` and the headers it names, `Keep-Alive`,
+//! `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade` (RFC 9110 §7.6.1);
+//! a chunked body goes on with a `Content-Length` of the same bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -7,10 +15,11 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_ENCODING, TRANSFER_ENCODING,
 };
 use hyper::http::request::Parts;
-use hyper::{Request, Response, Uri};
+use hyper::http::uri::PathAndQuery;
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -22,12 +31,15 @@ use crate::dynamo::{DynamoError, ErrorKind, KeySchema, Operation};
 use crate::http::{dynamo_response, Body};
 use crate::SimError;
 
+/// Marks an answer relayed from the backend, which the node serves without adding headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Relayed;
+
 /// Client for the backend plus the key schemas learnt from it (the key log needs to know which
 /// key attribute is the hash key).
 #[derive(Debug)]
 pub(crate) struct Backend {
-    uri: Uri,
-    authority: HeaderValue,
+    authority: hyper::http::uri::Authority,
     client: Client<HttpConnector, Full<Bytes>>,
     schemas: RwLock<HashMap<String, TableSchemas>>,
 }
@@ -78,34 +90,57 @@ fn key_schema(ks: &Value, defs: &Value) -> Option<KeySchema> {
     Some(KeySchema { hash: hash?, range })
 }
 
-/// Headers that describe the hop, not the request.
-fn is_hop_header(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == HOST
-        || name == CONTENT_LENGTH
-        || name == TRANSFER_ENCODING
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-        || name.as_str() == "upgrade"
-        || name.as_str() == "te"
-        || name.as_str() == "trailer"
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), and the ones a
+/// `Connection` header names.
+fn hop_headers(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut hop = vec![
+        CONNECTION,
+        TRANSFER_ENCODING,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("te"),
+        HeaderName::from_static("trailer"),
+        HeaderName::from_static("upgrade"),
+    ];
+    for value in headers.get_all(CONNECTION) {
+        let names = value.to_str().unwrap_or("").split(',');
+        hop.extend(names.filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
+    }
+    hop
+}
+
+/// `headers` without the hop-by-hop ones, every value kept in order.
+fn end_to_end(headers: HeaderMap) -> HeaderMap {
+    let hop = hop_headers(&headers);
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut name = None;
+    for (k, v) in headers {
+        if let Some(k) = k {
+            name = Some(k);
+        }
+        if let Some(k) = &name {
+            if !hop.contains(k) {
+                kept.append(k.clone(), v);
+            }
+        }
+    }
+    kept
 }
 
 impl Backend {
     pub fn new(url: &str) -> Result<Backend, SimError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| SimError::InvalidBackend(url.to_owned()))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(SimError::InvalidBackend(url.to_owned()));
+        let invalid = || SimError::InvalidBackend(url.to_owned());
+        let uri: Uri = url.parse().map_err(|_| invalid())?;
+        // Requests keep their own path, so a backend URL names a server, not a path on it.
+        let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+        if uri.scheme_str() != Some("http") || !bare {
+            return Err(invalid());
         }
-        let authority = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .ok_or_else(|| SimError::InvalidBackend(url.to_owned()))?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let authority = uri.authority().cloned().ok_or_else(invalid)?;
+        let client = Client::builder(TokioExecutor::new())
+            .http1_preserve_header_case(true)
+            .build_http();
         Ok(Backend {
-            uri,
             authority,
             client,
             schemas: RwLock::new(HashMap::new()),
@@ -119,25 +154,22 @@ impl Backend {
             .clear();
     }
 
-    async fn send(
-        &self,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<(u16, HeaderMap, Bytes), String> {
-        let mut b = Request::builder().method("POST").uri(self.uri.clone());
-        if let Some(h) = b.headers_mut() {
-            for (k, v) in headers {
-                if !is_hop_header(k) {
-                    h.append(k.clone(), v.clone());
-                }
-            }
-            h.insert(HOST, self.authority.clone());
-        }
-        let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
+    /// One request to the backend, answered with its head and whole body.
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, String> {
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok((parts.status.as_u16(), parts.headers, body))
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The backend's URI for a request's path and query.
+    fn uri(&self, path: Option<&PathAndQuery>) -> Result<Uri, String> {
+        Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(path.map_or("/", PathAndQuery::as_str))
+            .build()
+            .map_err(|e| e.to_string())
     }
 
     /// Key schemas of the tables a request touches, asking the backend (DescribeTable, with
@@ -154,13 +186,7 @@ impl Backend {
             let schemas = match known {
                 Some(s) => s,
                 None => {
-                    let mut h = headers.clone();
-                    h.insert(
-                        "x-amz-target",
-                        HeaderValue::from_static("DynamoDB_20120810.DescribeTable"),
-                    );
-                    let body = Bytes::from(json!({ "TableName": table }).to_string());
-                    let Ok((200, _, body)) = self.send(&h, body).await else {
+                    let Some(body) = self.describe_table(&table, headers).await else {
                         continue;
                     };
                     let Ok(desc) = serde_json::from_slice::<Value>(&body) else {
@@ -194,17 +220,46 @@ impl Backend {
         set
     }
 
-    /// Forward one DynamoDB request and relay the answer.
-    pub async fn forward(&self, cluster: &Cluster, parts: &Parts, body: Bytes) -> Response<Body> {
-        match self.send(&parts.headers, body).await {
-            Ok((status, headers, body)) => {
-                let mut r = dynamo_response(cluster, status, body.to_vec());
-                for (k, v) in &headers {
-                    if !is_hop_header(k) {
-                        r.headers_mut().insert(k.clone(), v.clone());
-                    }
-                }
-                r
+    /// DescribeTable of `table` with the client's headers (its credentials), the body the
+    /// sim writes being plain JSON; the answer's body if it is a 200.
+    async fn describe_table(&self, table: &str, headers: &HeaderMap) -> Option<Bytes> {
+        let mut h = end_to_end(headers.clone());
+        h.remove(CONTENT_ENCODING);
+        h.remove(hyper::header::CONTENT_LENGTH);
+        h.insert(
+            "x-amz-target",
+            HeaderValue::from_static("DynamoDB_20120810.DescribeTable"),
+        );
+        let mut req = Request::new(Full::new(Bytes::from(
+            json!({ "TableName": table }).to_string(),
+        )));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri(None).ok()?;
+        *req.headers_mut() = h;
+        let resp = self.send(req).await.ok()?;
+        resp.status().is_success().then(|| resp.into_body())
+    }
+
+    /// Forwards one request exactly as the client sent it and relays the answer exactly as
+    /// the backend sent it; if the backend cannot be reached, the node answers 500 itself.
+    pub async fn forward(&self, cluster: &Cluster, parts: Parts, body: Bytes) -> Response<Body> {
+        let relayed = async {
+            let uri = self.uri(parts.uri.path_and_query())?;
+            let mut req = Request::new(Full::new(body));
+            *req.method_mut() = parts.method;
+            *req.uri_mut() = uri;
+            *req.headers_mut() = end_to_end(parts.headers);
+            // Carries the header-name case hyper recorded on the way in.
+            *req.extensions_mut() = parts.extensions;
+            self.send(req).await
+        };
+        match relayed.await {
+            Ok(resp) => {
+                let (mut head, body) = resp.into_parts();
+                head.headers = end_to_end(std::mem::take(&mut head.headers));
+                // Reason phrase and header-name case ride in the extensions.
+                head.extensions.insert(Relayed);
+                Response::from_parts(head, Full::new(body))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "backend request failed");

@@ -1,13 +1,15 @@
 //! What one node answers over HTTP/1.1: Scylla's `GET /localnodes` and `GET /` health check,
-//! and the DynamoDB JSON protocol on `POST /`.
+//! and the DynamoDB JSON protocol on `POST /` (with `--backend`: every other request, relayed).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, SERVER};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -17,6 +19,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::backend::{Backend, Relayed};
+use crate::body::{self, BodyError, REQUEST_CONTENT_LENGTH_LIMIT};
 use crate::cluster::{Cluster, Faults, Node};
 use crate::dynamo::{self, DynamoError, ErrorKind, Operation};
 
@@ -35,20 +39,31 @@ pub(crate) async fn serve_connection(
     mut kill: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let relays = cluster.backend.is_some();
     let service = service_fn(move |req| {
         let cluster = cluster.clone();
         let node = node.clone();
         async move {
             let mut response = handle(req, &cluster, &node).await;
-            // A backend's answers are returned as they came; the sim's own carry Seastar's name.
-            if cluster.backend.is_none() {
-                response.headers_mut().entry(SERVER).or_insert(SEASTAR);
+            // A backend's answers are returned as they came; the sim's own carry Seastar's name
+            // (and, where hyper adds no date to every answer, their date).
+            if response.extensions().get::<Relayed>().is_none() {
+                let headers = response.headers_mut();
+                headers.entry(SERVER).or_insert(SEASTAR);
+                if relays {
+                    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+                    if let Ok(now) = HeaderValue::from_str(&now) {
+                        headers.entry(DATE).or_insert(now);
+                    }
+                }
             }
             Ok::<_, Infallible>(response)
         }
     });
     let mut conn = http1::Builder::new()
         .keep_alive(true)
+        .auto_date_header(!relays)
+        .preserve_header_case(relays)
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = &mut conn => {}
@@ -84,6 +99,8 @@ async fn handle(req: Request<Incoming>, cluster: &Cluster, node: &Node) -> Respo
                 .unwrap_or("");
             text(StatusCode::OK, format!("healthy: {host}"))
         }
+        // With a backend, whatever the node does not serve itself is the backend's to answer.
+        _ if cluster.backend.is_some() => dynamodb(req, cluster, node, faults).await,
         _ => text(StatusCode::NOT_FOUND, "not found".to_owned()),
     }
 }
@@ -149,6 +166,9 @@ fn injected_failure(status: u16) -> DynamoError {
     DynamoError::new(kind, format!("alternator-sim injected failure ({status})"))
 }
 
+/// A DynamoDB request, in Alternator's order: body (size limit), signature over the body as
+/// sent, decompression, operation, JSON. With a backend, everything after the signature is
+/// the backend's business; the sim only looks.
 async fn dynamodb(
     req: Request<Incoming>,
     cluster: &Cluster,
@@ -162,9 +182,24 @@ async fn dynamodb(
         .map_or(Operation::Unknown, Operation::from_target);
     node.counters.count_operation(op);
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let limit = cluster
+        .backend
+        .is_none()
+        .then_some(REQUEST_CONTENT_LENGTH_LIMIT);
+    let raw = match body::read(body, declared, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { .. }) => {
+            // Scylla leaves the rest of such a body unread and so cannot reuse the connection.
+            let mut r = error_response(cluster, &body::too_large());
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        Err(BodyError::Unreadable) => {
             return error_response(
                 cluster,
                 &DynamoError::new(ErrorKind::Serialization, "could not read the request body"),
@@ -179,10 +214,23 @@ async fn dynamodb(
         }
     }
     if let Some(creds) = &cluster.auth {
-        if let Err(e) = crate::sigv4::verify(&parts, &body, creds, std::time::SystemTime::now()) {
+        // Over the body as sent: a compressed body is signed compressed.
+        if let Err(e) = crate::sigv4::verify(&parts, &raw, creds, std::time::SystemTime::now()) {
             return error_response(cluster, &e);
         }
     }
+    if let Some(backend) = &cluster.backend {
+        return relay(backend, cluster, node, op, parts, raw).await;
+    }
+    let decoded = body::decode(
+        parts.headers.get(CONTENT_ENCODING),
+        raw,
+        REQUEST_CONTENT_LENGTH_LIMIT,
+    );
+    let body = match decoded {
+        Ok(b) => b,
+        Err(e) => return error_response(cluster, &e),
+    };
     if op == Operation::Unknown {
         let target = parts
             .headers
@@ -209,25 +257,10 @@ async fn dynamodb(
             )
         }
     };
+    if let Some(answer) = internal_table(cluster, node, op, &request) {
+        return answer;
+    }
     let table_name = request.get("TableName").and_then(Value::as_str);
-    if matches!(op, Operation::Scan | Operation::Query)
-        && table_name.is_some_and(crate::internal::is_internal)
-    {
-        return match crate::internal::handle(cluster, node, op, &request) {
-            Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
-            Err(e) => error_response(cluster, &e),
-        };
-    }
-    if let Some(backend) = &cluster.backend {
-        if op.is_data() {
-            let schemas = backend.schemas(op, &request, &parts.headers).await;
-            let keys = dynamo::request_keys(op, &request, &|t, i| schemas.lookup(t, i));
-            cluster.keylog.record(node.spec.address, op, keys, None);
-        } else if matches!(op, Operation::DeleteTable | Operation::CreateTable) {
-            backend.forget_schemas();
-        }
-        return backend.forward(cluster, &parts, body).await;
-    }
     let mut replica = None;
     if op.is_data() {
         let keys = dynamo::request_keys(op, &request, &|t, i| match i {
@@ -265,6 +298,59 @@ async fn dynamodb(
             Err(e) => error_response(cluster, &e),
         },
     }
+}
+
+/// Scan and Query of Scylla's internal tables, which the node answers from its own ring (also
+/// in front of a backend, which has no such tables).
+fn internal_table(
+    cluster: &Cluster,
+    node: &Node,
+    op: Operation,
+    request: &Value,
+) -> Option<Response<Body>> {
+    let table = request.get("TableName").and_then(Value::as_str)?;
+    if !matches!(op, Operation::Scan | Operation::Query) || !crate::internal::is_internal(table) {
+        return None;
+    }
+    Some(match crate::internal::handle(cluster, node, op, request) {
+        Ok(v) => dynamo_response(cluster, 200, serde_json::to_vec(&v).unwrap_or_default()),
+        Err(e) => error_response(cluster, &e),
+    })
+}
+
+/// With `--backend`: the request goes to the backend byte for byte. The sim decodes a copy of
+/// the body only to answer internal tables and to keep its key log; what it cannot decode it
+/// just relays.
+async fn relay(
+    backend: &Backend,
+    cluster: &Cluster,
+    node: &Node,
+    op: Operation,
+    parts: hyper::http::request::Parts,
+    raw: Bytes,
+) -> Response<Body> {
+    if matches!(op, Operation::DeleteTable | Operation::CreateTable) {
+        backend.forget_schemas();
+    }
+    if op.is_data() {
+        let view = body::decode(
+            parts.headers.get(CONTENT_ENCODING),
+            raw.clone(),
+            REQUEST_CONTENT_LENGTH_LIMIT,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(Value::is_object);
+        if let Some(request) = view {
+            if let Some(answer) = internal_table(cluster, node, op, &request) {
+                return answer;
+            }
+            let schemas = backend.schemas(op, &request, &parts.headers).await;
+            let keys = dynamo::request_keys(op, &request, &|t, i| schemas.lookup(t, i));
+            cluster.keylog.record(node.spec.address, op, keys, None);
+        }
+    }
+    backend.forward(cluster, parts, raw).await
 }
 
 /// For a single-key request (GetItem, PutItem, UpdateItem, DeleteItem, or a Query of the table

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod body;
 mod cluster;
 mod control;
 mod dynamo;
@@ -173,8 +174,9 @@ pub struct SimConfig {
     pub control: SocketAddr,
     /// Verify AWS SigV4 on DynamoDB requests, like Scylla's `alternator_enforce_authorization`.
     pub enforce_auth: Option<Credentials>,
-    /// Forward DynamoDB requests to this DynamoDB implementation (`http://127.0.0.1:8000`)
-    /// instead of the built-in engine.
+    /// Relay DynamoDB requests, exactly as sent, to this DynamoDB implementation
+    /// (`http://127.0.0.1:8000`, no path) instead of the built-in engine, and its answers
+    /// exactly as it sent them.
     pub backend: Option<String>,
     /// Entries kept in the key log (oldest dropped first).
     pub keylog_capacity: usize,

@@ -39,7 +39,8 @@ struct Args {
     #[arg(long, value_name = "AKID:SECRET", env = "ALTERNATOR_SIM_ENFORCE_AUTH")]
     enforce_auth: Option<Credentials>,
 
-    /// Forward DynamoDB requests to this DynamoDB implementation, e.g. http://127.0.0.1:8000.
+    /// Relay DynamoDB requests, byte for byte, to this DynamoDB implementation, e.g.
+    /// http://127.0.0.1:8000.
     #[arg(long, value_name = "URL")]
     backend: Option<String>,
 

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     InvalidSignature,
     InternalServerError,
     ServiceUnavailable,
+    /// Alternator's answer to a request body over its 16 MiB limit (HTTP 413).
+    PayloadTooLarge,
 }
 
 impl ErrorKind {
@@ -36,6 +38,7 @@ impl ErrorKind {
             ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::InternalServerError => "InternalServerError",
             ErrorKind::ServiceUnavailable => "ServiceUnavailable",
+            ErrorKind::PayloadTooLarge => "PayloadTooLarge",
         }
     }
 
@@ -43,6 +46,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InternalServerError => 500,
             ErrorKind::ServiceUnavailable => 503,
+            ErrorKind::PayloadTooLarge => 413,
             _ => 400,
         }
     }
