@@ -31,9 +31,16 @@ use crate::worker::Worker;
 /// The local reply when no node may serve: SDKs retry 503 `ServiceUnavailable` with backoff.
 pub const NO_ROUTE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailableException","message":"alternator-mesh: no Alternator node is available in the configured scope"}"#;
 
-/// The local reply to a request over DynamoDB's size limit: no node would accept it, and
-/// buffering it first would only cost memory. Not retryable, so the SDK reports it at once.
-pub const TOO_LARGE_BODY: &[u8] = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","message":"alternator-mesh: request body too large: DynamoDB requests are limited to 16 MB"}"#;
+/// The local reply to a request whose declared length is over `limit`: no node would accept
+/// it, and buffering it first would only cost memory. The answer Alternator itself gives
+/// (413 `PayloadTooLarge`, the same message), so the application sees the same error with or
+/// without the proxy; not retryable, so the SDK reports it at once.
+pub fn too_large_body(limit: u64) -> Vec<u8> {
+    format!(
+        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#PayloadTooLarge","message":"Request content length limit of {limit} bytes exceeded"}}"#
+    )
+    .into_bytes()
+}
 
 const JSON_CONTENT_TYPE: (&str, &str) = ("content-type", "application/x-amz-json-1.0");
 
@@ -131,11 +138,8 @@ impl<H: Host> RequestFlow<H> {
             self.phase = Phase::Done;
             stream.send_local_reply(
                 413,
-                &[
-                    JSON_CONTENT_TYPE,
-                    ("x-amzn-errortype", "ValidationException"),
-                ],
-                TOO_LARGE_BODY,
+                &[JSON_CONTENT_TYPE],
+                &too_large_body(config.max_request_bytes),
             );
             return Action::Pause;
         }

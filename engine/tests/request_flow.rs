@@ -5,7 +5,7 @@
 
 mod support;
 
-use alternator_engine::request::{NO_ROUTE_BODY, TOO_LARGE_BODY};
+use alternator_engine::request::{too_large_body, NO_ROUTE_BODY};
 use alternator_engine::Action;
 use support::*;
 
@@ -267,15 +267,16 @@ fn a_declared_body_over_max_request_bytes_is_a_413() {
     assert_eq!(flow.on_request_headers(&mut stream, false), Action::Pause);
     let reply = stream.local_reply.as_ref().unwrap();
     assert_eq!(reply.status, 413);
-    assert_eq!(
-        reply.header("x-amzn-errortype"),
-        Some("ValidationException")
-    );
+    assert_eq!(reply.header("x-amzn-errortype"), None);
     assert_eq!(
         reply.header("content-type"),
         Some("application/x-amz-json-1.0")
     );
-    assert_eq!(reply.body, TOO_LARGE_BODY);
+    assert_eq!(reply.body, too_large_body(16_777_216));
+    assert_eq!(
+        reply.body,
+        br#"{"__type":"com.amazonaws.dynamodb.v20120810#PayloadTooLarge","message":"Request content length limit of 16777216 bytes exceeded"}"#
+    );
     assert_eq!(stream.request_header_str(HEADER), None);
     assert_eq!(
         flow.on_request_body(&mut stream, 1024, false),
