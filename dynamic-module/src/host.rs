@@ -2,26 +2,75 @@
 //!
 //! [`EnvoyHost`] is one thread's view of Envoy for one filter configuration: clock, log,
 //! the process-wide store (`store`), metrics through the configuration's counter and gauge
-//! families, and, on the main thread only, HTTP calls to a cluster. [`EnvoyStream`] is the
+//! families, and, on the main thread only, HTTP calls to a cluster.
+//!
+//! Counting costs a worker one atomic add: Envoy's labelled counters build their stat name on
+//! every update, so the sums go to Envoy from the main thread once per tick instead
+//! ([`flush_counters`]), as the proxy-wasm build hands them over on its tick. [`EnvoyStream`] is the
 //! HTTP stream whose hook is running.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
 
-use crate::abi::{self, Attribute, Filter, HeaderMap, Level};
+use crate::abi::{self, Attribute, Config, Filter, HeaderMap, Level};
 use crate::module::{Shared, CURRENT_ANSWER};
 use crate::store::STORE;
 
-/// A metric the engine defined: its family's Envoy id and the label values of the series.
+/// A counter series the engine defined: its family's Envoy id, its label values, and what
+/// workers counted since the main thread last handed it to Envoy.
 #[derive(Debug)]
-struct Series {
+pub struct CounterSeries {
+    config: u64,
+    envoy: Config,
     family_id: usize,
-    gauge: bool,
     labels: Vec<String>,
+    pending: AtomicU64,
+}
+
+/// Every counter series of every configuration, swept by the main thread each tick
+/// ([`flush_counters`]). Locked only when a thread defines a series (once per series and
+/// thread) and by the sweep; counting itself is an atomic add on the series.
+static COUNTERS: Mutex<Vec<Arc<CounterSeries>>> = Mutex::new(Vec::new());
+
+fn counters() -> std::sync::MutexGuard<'static, Vec<Arc<CounterSeries>>> {
+    COUNTERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Hands what workers counted for configuration `config` to Envoy (main thread, every tick,
+/// and once more when the configuration goes). With `forget`, drops its series afterwards.
+pub fn flush_counters(config: u64, forget: bool) {
+    let mut all = counters();
+    for series in all.iter().filter(|s| s.config == config) {
+        let count = series.pending.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            let labels: Vec<&str> = series.labels.iter().map(String::as_str).collect();
+            // A refused update loses these counts; nothing else to do about it.
+            let _ = series
+                .envoy
+                .record_metric(false, series.family_id, &labels, count);
+        }
+    }
+    if forget {
+        all.retain(|s| s.config != config);
+    }
+}
+
+/// A metric the engine defined on this thread: a counter series, or a gauge (recorded at once;
+/// only the poller on the main thread records gauges).
+#[derive(Debug)]
+enum Series {
+    Counter(Arc<CounterSeries>),
+    Gauge {
+        family_id: usize,
+        labels: Vec<String>,
+    },
 }
 
 /// One thread's host for one filter configuration (see the module docs).
@@ -90,20 +139,39 @@ impl Host for EnvoyHost {
         let family_id = self.shared.metric_family(family)?;
         let mut series = self.series.borrow_mut();
         let id = u32::try_from(series.len()).ok()?;
-        series.push(Series {
-            family_id,
-            gauge: kind == MetricKind::Gauge,
-            labels,
+        series.push(match kind {
+            MetricKind::Gauge => Series::Gauge { family_id, labels },
+            MetricKind::Counter => {
+                let counter = Arc::new(CounterSeries {
+                    config: self.shared.id,
+                    envoy: self.shared.config,
+                    family_id,
+                    labels,
+                    pending: AtomicU64::new(0),
+                });
+                counters().push(Arc::clone(&counter));
+                Series::Counter(counter)
+            }
         });
         Some(id)
     }
 
     fn increment_metric(&self, id: u32, by: i64) {
-        self.record(id, u64::try_from(by).unwrap_or(0));
+        if let Some(Series::Counter(counter)) = self.series.borrow().get(id as usize) {
+            counter
+                .pending
+                .fetch_add(u64::try_from(by).unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        self.record(id, value);
+        if let Some(Series::Gauge { family_id, labels }) = self.series.borrow().get(id as usize) {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = self
+                .shared
+                .config
+                .record_metric(true, *family_id, &labels, value);
+        }
     }
 
     fn dispatch_http_call(
@@ -133,21 +201,6 @@ impl Host for EnvoyHost {
                 .as_ref()
                 .map(|a| a.body[..a.body.len().min(size)].to_vec())
         })
-    }
-}
-
-impl EnvoyHost {
-    fn record(&self, id: u32, value: u64) {
-        let series = self.series.borrow();
-        let Some(s) = usize::try_from(id).ok().and_then(|i| series.get(i)) else {
-            return;
-        };
-        let labels: Vec<&str> = s.labels.iter().map(String::as_str).collect();
-        // A refused update loses one count; nothing else to do about it.
-        let _ = self
-            .shared
-            .config
-            .record_metric(s.gauge, s.family_id, &labels, value);
     }
 }
 

@@ -13,8 +13,10 @@
 //!   A request first checks the store's generation (one atomic load) and refreshes the
 //!   worker's view when anything was written, or when a second has passed (the ring-age
 //!   check is time-based).
-//! - **Counters** are handed to Envoy when each stream completes, so they never trail the
-//!   traffic; the traffic flag the agent reads goes to the store at most once a second.
+//! - **Counters**: each worker adds to per-series atomics as each stream completes; the main
+//!   thread hands the sums to Envoy every tick (`host::flush_counters`), so they trail the
+//!   traffic by at most one tick, as in the proxy-wasm build. The traffic flag the agent reads
+//!   goes to the store at most once a second.
 //!
 //! No decision is taken here: this is the host side of `alternator-engine`.
 
@@ -31,7 +33,7 @@ use alternator_engine::metrics::FAMILIES;
 use alternator_engine::{Action, FilterConfig, MetricKind, RequestFlow, Root, Worker};
 
 use crate::abi::{self, Config, Filter, Level, Scheduler};
-use crate::host::{EnvoyHost, EnvoyStream};
+use crate::host::{flush_counters, EnvoyHost, EnvoyStream};
 use crate::store::STORE;
 
 /// Panics caught at the FFI boundary (see `abi::guard`) since the last report.
@@ -242,6 +244,8 @@ pub fn config_destroy(config: ModuleConfig) {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(shared.id),
     }
+    // Envoy destroys a configuration after its last filter: nothing counts any more.
+    flush_counters(shared.id, true);
 }
 
 /// Drops the roots of configurations Envoy destroyed on another thread (main thread).
@@ -319,6 +323,7 @@ pub fn config_scheduled(config: &ModuleConfig, _event_id: u64) {
     }
     with_root(config.shared.id, Root::on_tick);
     deliver_pending();
+    flush_counters(config.shared.id, false);
 }
 
 /// The agent answered a configuration-level callout (main thread).
@@ -355,7 +360,8 @@ impl WorkerSlot {
         }
     }
 
-    /// Hands the stream's counts to Envoy, and the traffic flag to the poller now and then.
+    /// Moves the stream's counts to the shared series, and the traffic flag to the poller now
+    /// and then.
     fn after_request(&self) {
         self.worker.metrics.flush(&self.host);
         let now = Instant::now();
