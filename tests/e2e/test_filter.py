@@ -3,10 +3,11 @@
 import subprocess
 
 from harness.envoy import (
-    ENVOY_YAML,
     envoy_binary,
+    envoy_env,
     plugin_config_value,
     render_template,
+    shipped_config,
     unique_base_id,
     validation_values,
 )
@@ -60,12 +61,13 @@ def validate(tmp_path, plugin_config: str):
     values = validation_values()
     values["PLUGIN_CONFIG"] = plugin_config
     path = tmp_path / "envoy.yaml"
-    path.write_text(render_template(ENVOY_YAML.read_text(), values))
+    path.write_text(render_template(shipped_config().read_text(), values))
     return subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(path), "--base-id", str(unique_base_id())],
         capture_output=True,
         text=True,
         timeout=120,
+        env=envoy_env(),
     )
 
 
