@@ -106,7 +106,7 @@ def test_a_hung_node_costs_one_per_try_timeout_then_is_avoided(stack):
     # Each worker can be caught by the hung node only until passive health or the agent's
     # next refresh drops it.
     assert all(f.operation == "PutItem" and f.status == 504 for f in failures), failures
-    eventually(lambda: len(access_lines(envoy, "PutItem") + access_lines(envoy, "GetItem")) >= 1500, message="log flushed")
+    eventually(lambda: len(access_lines(envoy, "PutItem") + access_lines(envoy, "GetItem")) >= 1500, message="logged")
     timed_out = [line for line in access_lines(envoy) if f"upstream=127.0.0.3:{sim.port}" in line and " UT" in line]
     assert len(failures) <= len(timed_out)
     assert len(timed_out) <= 4 * 3, timed_out
