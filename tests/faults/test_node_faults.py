@@ -53,7 +53,9 @@ def test_stopping_a_node_under_load_loses_no_request_and_no_write(stack):
 
 
 def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(stack):
-    sim, agent, envoy = start(stack)
+    # Single-item timeouts longer than the test: the held write ends by the node's reset, not
+    # by a hedge or a timeout.
+    sim, agent, envoy = start(stack, extra_values={"ITEM_TIMEOUT": "60s", "ITEM_HEDGE_AFTER": "60s"})
     item = {"TableName": TABLE, "Item": {"pk": {"S": "k"}}}
     for headers, expected in [
         ({}, [200, 200, 503]),
