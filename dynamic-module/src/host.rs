@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
 
@@ -208,6 +208,8 @@ impl Host for EnvoyHost {
 #[derive(Debug)]
 pub struct EnvoyStream<'a> {
     pub envoy: &'a Filter,
+    /// When the stream began (set for the stream-end hook, which reports the duration).
+    pub started: Option<Instant>,
 }
 
 impl Stream for EnvoyStream<'_> {
@@ -250,6 +252,13 @@ impl Stream for EnvoyStream<'_> {
     fn upstream_request_attempts(&self) -> Option<u64> {
         self.envoy
             .attribute_int(Attribute::UpstreamRequestAttemptCount)
+    }
+
+    fn request_duration_ms(&self) -> Option<u64> {
+        // Envoy 1.40 does not give `request.duration` to an HTTP filter module (the attribute
+        // call reports it missing), so the module times the stream itself.
+        self.started
+            .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {

@@ -404,6 +404,8 @@ fn worker_for(shared: &Arc<Shared>) -> Option<Rc<WorkerSlot>> {
 pub struct FilterState {
     slot: Option<Rc<WorkerSlot>>,
     flow: Option<RequestFlow<EnvoyHost>>,
+    /// When Envoy created the stream: passive health reads the request's duration from it.
+    started: Instant,
 }
 
 /// A new stream (worker thread).
@@ -416,7 +418,11 @@ pub fn filter_new(config: &ModuleConfig) -> FilterState {
         slot.before_request();
         RequestFlow::new(Rc::clone(&slot.worker))
     });
-    FilterState { slot, flow }
+    FilterState {
+        slot,
+        flow,
+        started: Instant::now(),
+    }
 }
 
 fn paused(action: Action) -> bool {
@@ -428,7 +434,13 @@ pub fn request_headers(state: &mut FilterState, envoy: &Filter, end_of_stream: b
     let Some(flow) = state.flow.as_mut() else {
         return false;
     };
-    paused(flow.on_request_headers(&mut EnvoyStream { envoy }, end_of_stream))
+    paused(flow.on_request_headers(
+        &mut EnvoyStream {
+            envoy,
+            started: None,
+        },
+        end_of_stream,
+    ))
 }
 
 /// Whether Envoy should buffer the request body and hold it.
@@ -437,12 +449,22 @@ pub fn request_body(state: &mut FilterState, envoy: &Filter, end_of_stream: bool
         return false;
     };
     let size = envoy.body_size(true);
-    paused(flow.on_request_body(&mut EnvoyStream { envoy }, size, end_of_stream))
+    paused(flow.on_request_body(
+        &mut EnvoyStream {
+            envoy,
+            started: None,
+        },
+        size,
+        end_of_stream,
+    ))
 }
 
 pub fn response_headers(state: &mut FilterState, envoy: &Filter) {
     if let Some(flow) = state.flow.as_mut() {
-        flow.on_response_headers(&mut EnvoyStream { envoy });
+        flow.on_response_headers(&mut EnvoyStream {
+            envoy,
+            started: None,
+        });
     }
 }
 
@@ -452,13 +474,23 @@ pub fn response_body(state: &mut FilterState, envoy: &Filter, end_of_stream: boo
         return false;
     };
     let size = envoy.body_size(false);
-    paused(flow.on_response_body(&mut EnvoyStream { envoy }, size, end_of_stream))
+    paused(flow.on_response_body(
+        &mut EnvoyStream {
+            envoy,
+            started: None,
+        },
+        size,
+        end_of_stream,
+    ))
 }
 
 /// The stream is done (Envoy's stream-complete hook, before the access log).
 pub fn stream_complete(state: &mut FilterState, envoy: &Filter) {
     if let Some(flow) = state.flow.as_mut() {
-        flow.on_stream_end(&EnvoyStream { envoy });
+        flow.on_stream_end(&EnvoyStream {
+            envoy,
+            started: Some(state.started),
+        });
     }
     if let Some(slot) = &state.slot {
         slot.after_request();

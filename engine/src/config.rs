@@ -142,6 +142,8 @@ pub const DEFAULT_MAX_RING_AGE_MS: u64 = 600_000;
 struct RawPassiveHealth {
     enabled: bool,
     cooldown_ms: u64,
+    timeouts_to_down: u32,
+    min_per_try_timeout_ms: u64,
 }
 
 impl Default for RawPassiveHealth {
@@ -149,6 +151,8 @@ impl Default for RawPassiveHealth {
         RawPassiveHealth {
             enabled: alternator_routing::health::DEFAULT_HEALTH_ENABLED,
             cooldown_ms: DEFAULT_PASSIVE_COOLDOWN_MS,
+            timeouts_to_down: DEFAULT_TIMEOUTS_TO_DOWN,
+            min_per_try_timeout_ms: DEFAULT_MIN_PER_TRY_TIMEOUT_MS,
         }
     }
 }
@@ -157,11 +161,29 @@ impl Default for RawPassiveHealth {
 /// `QUARANTINED`: a proxy does not probe, so this stands in for the spec's recovery probes.
 pub const DEFAULT_PASSIVE_COOLDOWN_MS: u64 = 10_000;
 
+/// Consecutive timeouts that take a node `DOWN` (`routing::passive::Rules`): two, so one late
+/// answer between successes never does.
+pub const DEFAULT_TIMEOUTS_TO_DOWN: u32 = 2;
+/// Accepted `passive_health.timeouts_to_down`: beyond 5 a timeout would weigh as much as 5 of
+/// them would (the spec's threshold of 10 split in whole failures).
+const TIMEOUTS_TO_DOWN: std::ops::RangeInclusive<u32> = 1..=5;
+
+/// The shortest `per_try_timeout` of the shipped envoy.yaml's routes (the GetItem hedge,
+/// `ITEM_HEDGE_AFTER`): a retried or hedged request that lasted this long is taken as a
+/// per-try timeout of the candidates before the one that answered.
+pub const DEFAULT_MIN_PER_TRY_TIMEOUT_MS: u64 = 250;
+const MAX_MIN_PER_TRY_TIMEOUT_MS: u64 = 600_000;
+
 /// Passive health: node-health observations from the traffic this Envoy forwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassiveHealthConfig {
     pub enabled: bool,
     pub cooldown_ms: u64,
+    /// Consecutive timeouts that take an active node `DOWN` (1–5).
+    pub timeouts_to_down: u32,
+    /// The shortest per-try timeout of the Envoy routes; 0: retried requests are never taken as
+    /// timeouts (only Envoy's `UT` flag is).
+    pub min_per_try_timeout_ms: u64,
 }
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-alternator-endpoints";
@@ -389,6 +411,27 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
             ),
         ));
     }
+    let p = &raw.passive_health;
+    if !TIMEOUTS_TO_DOWN.contains(&p.timeouts_to_down) {
+        return Err(value_err(
+            "passive_health.timeouts_to_down",
+            format!(
+                "must be between {} and {}, got {}",
+                TIMEOUTS_TO_DOWN.start(),
+                TIMEOUTS_TO_DOWN.end(),
+                p.timeouts_to_down
+            ),
+        ));
+    }
+    if p.min_per_try_timeout_ms > MAX_MIN_PER_TRY_TIMEOUT_MS {
+        return Err(value_err(
+            "passive_health.min_per_try_timeout_ms",
+            format!(
+                "must be at most {MAX_MIN_PER_TRY_TIMEOUT_MS} (0 turns the inference off), got {}",
+                p.min_per_try_timeout_ms
+            ),
+        ));
+    }
     if raw.max_body_bytes > u64::from(u32::MAX) {
         return Err(value_err(
             "max_body_bytes",
@@ -426,6 +469,8 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         passive_health: PassiveHealthConfig {
             enabled: raw.passive_health.enabled,
             cooldown_ms: raw.passive_health.cooldown_ms,
+            timeouts_to_down: raw.passive_health.timeouts_to_down,
+            min_per_try_timeout_ms: raw.passive_health.min_per_try_timeout_ms,
         },
     })
 }

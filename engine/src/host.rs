@@ -93,6 +93,12 @@ pub trait Stream {
     fn response_code(&self) -> Option<u64>;
     /// Attempts made upstream, retries included (`upstream.request_attempt_count`).
     fn upstream_request_attempts(&self) -> Option<u64>;
+    /// How long the request took, in milliseconds (`request.duration`), read when it ended.
+    /// `None` (the default): unknown, and a retried request's earlier failures then count as
+    /// ordinary transport failures rather than timeouts.
+    fn request_duration_ms(&self) -> Option<u64> {
+        None
+    }
     /// Answers the request locally instead of forwarding it.
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool;
 }

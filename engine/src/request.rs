@@ -19,7 +19,6 @@ use std::rc::Rc;
 
 use alternator_routing::affinity::AffinityTarget;
 use alternator_routing::dynamodb::{self, AffinityMode, Operation};
-use alternator_routing::health::Observation;
 use alternator_routing::passive::{self, envoy_flags};
 
 use crate::host::{log_debug, Action, Host, Stream};
@@ -361,8 +360,16 @@ impl<H: Host> RequestFlow<H> {
         // attribute (what `failed_before` would answer) and the attempt count is not needed.
         if !served_by_first {
             let attempts = stream.upstream_request_attempts();
-            for failed in passive::failed_before(&self.candidates, upstream, attempts) {
-                self.worker.observe(failed, Observation::TrafficFailure);
+            let failed = passive::failed_before(&self.candidates, upstream, attempts);
+            if !failed.is_empty() {
+                // Read only here: a request that needed a retry or a hedge is the rare one.
+                let outcome = passive::earlier_attempt(
+                    stream.request_duration_ms(),
+                    self.worker.config.passive_health.min_per_try_timeout_ms,
+                );
+                for node in failed {
+                    self.worker.observe(node, outcome);
+                }
             }
         }
         // Without a transport failure the final answer is a success or health-neutral, which
@@ -377,8 +384,8 @@ impl<H: Host> RequestFlow<H> {
         } else {
             stream.response_code().and_then(|c| u16::try_from(c).ok())
         };
-        if let Some(observation) = passive::final_attempt(status, flags) {
-            self.worker.observe(upstream, observation);
+        if let Some(outcome) = passive::final_attempt(status, flags) {
+            self.worker.observe(upstream, outcome);
         }
     }
 }

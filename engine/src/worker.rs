@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use alternator_routing::health::{HealthThresholds, Observation};
-use alternator_routing::passive::PassiveHealth;
+use alternator_routing::health::HealthThresholds;
+use alternator_routing::passive::{Outcome, PassiveHealth, Rules};
 use alternator_routing::snapshot::HealthState;
 
 use crate::config::FilterConfig;
@@ -225,7 +225,7 @@ impl<H: Host> Worker<H> {
         !passive.is_empty()
             && endpoint
                 .parse::<SocketAddr>()
-                .is_ok_and(|a| passive.would_change(a.ip(), Observation::TrafficSuccess))
+                .is_ok_and(|a| passive.would_change(a.ip(), Outcome::Success))
     }
 
     /// Re-reads the shared passive-health table when its version key changed.
@@ -250,23 +250,26 @@ impl<H: Host> Worker<H> {
 
     /// Feeds one traffic outcome of the node at `endpoint` (`ip:port`) into the shared
     /// passive-health table. The common case, a success on a healthy node, writes nothing.
-    pub fn observe(&self, endpoint: &str, observation: Observation) {
+    pub fn observe(&self, endpoint: &str, outcome: Outcome) {
         if !self.config.passive_health.enabled {
             return;
         }
         let Ok(address) = endpoint.parse::<SocketAddr>().map(|a| a.ip()) else {
             return;
         };
-        if !self.passive_health().would_change(address, observation) {
+        if !self.passive_health().would_change(address, outcome) {
             return;
         }
         let now = self.host.now_ms();
         let cooldown = self.config.passive_health.cooldown_ms;
-        let thresholds = HealthThresholds::default();
+        let rules = Rules::new(
+            HealthThresholds::default(),
+            self.config.passive_health.timeouts_to_down,
+        );
         let mut transition = None;
         let stored = shared::update_passive_health(&self.host, |table| {
             let before = table.clone();
-            transition = table.observe(address, observation, now, cooldown, &thresholds);
+            transition = table.observe(address, outcome, now, cooldown, &rules);
             *table != before
         });
         // This VM's own verdict applies to its next request, not a refresh later.
@@ -276,7 +279,8 @@ impl<H: Host> Worker<H> {
             match state {
                 HealthState::Down => log_warn!(
                     &self.host,
-                    "alternator-filter: node {endpoint} is DOWN after consecutive transport failures; skipped for {cooldown} ms, then tried again as QUARANTINED"
+                    "alternator-filter: node {endpoint} is DOWN after consecutive {}; skipped for {cooldown} ms, then tried again as QUARANTINED",
+                    if outcome == Outcome::Timeout { "timeouts" } else { "transport failures" }
                 ),
                 _ => log_info!(
                     &self.host,

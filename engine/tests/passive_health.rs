@@ -63,7 +63,6 @@ fn next_headers(root: &Root<MockHost>, n: usize) -> Vec<String> {
 fn every_transport_failure_flag_counts_and_ten_in_a_row_take_the_node_down() {
     for (name, flags, code) in [
         ("UF", UPSTREAM_CONNECTION_FAILURE, 503),
-        ("UT", UPSTREAM_REQUEST_TIMEOUT, 504),
         ("UR", UPSTREAM_REMOTE_RESET, 503),
         ("UC", UPSTREAM_CONNECTION_TERMINATION, 503),
         ("URX", UPSTREAM_RETRY_LIMIT_EXCEEDED, 503),
@@ -104,6 +103,140 @@ fn every_transport_failure_flag_counts_and_ten_in_a_row_take_the_node_down() {
             );
         }
     }
+}
+
+#[test]
+fn a_timeout_counts_for_half_the_threshold_so_two_in_a_row_take_the_node_down() {
+    let (host, mut root) = worker_with("{}", &three_nodes(1));
+    a_answers(&root, 1, 504, UPSTREAM_REQUEST_TIMEOUT);
+    assert_eq!(passive_table(&host), tracked(&[("127.0.0.1", "active", 5)]));
+    assert_eq!(
+        next_headers(&root, 3)
+            .iter()
+            .filter(|h| first(h) == A)
+            .count(),
+        1
+    );
+
+    a_answers(
+        &root,
+        1,
+        504,
+        UPSTREAM_REQUEST_TIMEOUT | UPSTREAM_RETRY_LIMIT_EXCEEDED,
+    );
+    assert_eq!(passive_table(&host), tracked(&[("127.0.0.1", "down", 10)]));
+    root.on_tick();
+    assert_eq!(host.metric(DOWN), Some(1));
+    assert_eq!(
+        host.logged(
+            LogLevel::Warn,
+            "node 127.0.0.1:8000 is DOWN after consecutive timeouts; skipped for 10000 ms"
+        ),
+        1
+    );
+    assert!(next_headers(&root, 6).iter().all(|h| !h.contains(A)));
+}
+
+#[test]
+fn timeouts_to_down_sets_how_many_timeouts_take_a_node_down() {
+    for (timeouts_to_down, failures_each) in [(1u64, 10u64), (3, 4), (5, 2)] {
+        let config = format!(r#"{{"passive_health":{{"timeouts_to_down":{timeouts_to_down}}}}}"#);
+        let (host, root) = worker_with(&config, &three_nodes(1));
+        for i in 1..timeouts_to_down {
+            a_answers(&root, 1, 504, UPSTREAM_REQUEST_TIMEOUT);
+            assert_eq!(
+                passive_table(&host),
+                tracked(&[("127.0.0.1", "active", i * failures_each)]),
+                "{timeouts_to_down}"
+            );
+        }
+        a_answers(&root, 1, 504, UPSTREAM_REQUEST_TIMEOUT);
+        assert_eq!(
+            passive_table(&host)["127.0.0.1"].0,
+            "down",
+            "{timeouts_to_down}"
+        );
+    }
+}
+
+#[test]
+fn a_late_answer_between_successes_takes_no_node_down() {
+    let (host, mut root) = worker_with("{}", &three_nodes(1));
+    for _ in 0..20 {
+        a_answers(&root, 1, 504, UPSTREAM_REQUEST_TIMEOUT);
+        a_answers(&root, 1, 200, 0);
+    }
+    assert_eq!(passive_table(&host), tracked(&[]));
+    root.on_tick();
+    assert_eq!(host.metric(DOWN), None);
+}
+
+/// A request the plan A,B,C sent first to A, answered by B on the second attempt after
+/// `duration_ms` (Envoy hedged the read, or retried it, after A's per-try timeout; or A
+/// refused the connection and B answered at once).
+fn answered_by_b_after(root: &Root<MockHost>, duration_ms: Option<u64>) -> MockStream {
+    let mut stream = MockStream::dynamodb("GetItem", "{}");
+    let (mut flow, _) = send(root, &mut stream);
+    let header = stream.request_header_str("x-alternator-endpoints").unwrap();
+    assert_eq!(header, "127.0.0.1:8000,127.0.0.2:8000,127.0.0.3:8000");
+    stream.served(B, 200, 0, Some(2));
+    stream.duration_ms = duration_ms;
+    flow.on_stream_end(&stream);
+    stream
+}
+
+#[test]
+fn a_retried_request_that_lasted_a_per_try_timeout_is_a_timeout_of_the_earlier_candidate() {
+    for (what, config, duration, failures) in [
+        ("hedged after 250 ms", "{}", Some(262), 5),
+        ("the longest per-try timeout", "{}", Some(10_400), 5),
+        ("refused, then answered", "{}", Some(3), 1),
+        ("duration unknown", "{}", None, 1),
+        (
+            "a longer shortest per-try timeout",
+            r#"{"passive_health":{"min_per_try_timeout_ms":1000}}"#,
+            Some(262),
+            1,
+        ),
+        (
+            "inference off",
+            r#"{"passive_health":{"min_per_try_timeout_ms":0}}"#,
+            Some(10_400),
+            1,
+        ),
+    ] {
+        let (host, root) = worker_with(config, &three_nodes(1));
+        let stream = answered_by_b_after(&root, duration);
+        assert_eq!(
+            passive_table(&host),
+            tracked(&[("127.0.0.1", "active", failures)]),
+            "{what}"
+        );
+        assert!(stream.was_read("request_duration"), "{what}");
+    }
+}
+
+#[test]
+fn two_hedged_reads_in_a_row_take_the_first_candidate_down() {
+    let (host, mut root) = worker_with("{}", &three_nodes(1));
+    answered_by_b_after(&root, Some(260));
+    a_answers(&root, 1, 503, UPSTREAM_CONNECTION_FAILURE); // a refused connection adds one
+    assert_eq!(passive_table(&host), tracked(&[("127.0.0.1", "active", 6)]));
+    // A is first again in three requests: its hedged read takes it down.
+    for _ in 0..2 {
+        round_trip(&root, None, 200, 0, Some(1));
+    }
+    let mut stream = MockStream::dynamodb("GetItem", "{}");
+    let (mut flow, _) = send(&root, &mut stream);
+    let header = stream.request_header_str("x-alternator-endpoints").unwrap();
+    assert_eq!(first(&header), A);
+    let second = header.split(',').nth(1).unwrap().to_string();
+    stream.served(&second, 200, 0, Some(2));
+    stream.duration_ms = Some(300);
+    flow.on_stream_end(&stream);
+    assert_eq!(passive_table(&host)["127.0.0.1"].0, "down");
+    root.on_tick();
+    assert_eq!(host.metric(DOWN), Some(1));
 }
 
 #[test]
@@ -154,6 +287,7 @@ fn a_success_on_a_healthy_node_writes_nothing_and_reads_no_status() {
     flow.on_stream_end(&stream);
     assert!(!stream.was_read("response_code"));
     assert!(!stream.was_read("upstream_request_attempts"));
+    assert!(!stream.was_read("request_duration"));
     assert_eq!(host.writes_to(shared::PASSIVE_HEALTH), 0);
     assert_eq!(host.shared(shared::PASSIVE_HEALTH), None);
 }

@@ -171,6 +171,11 @@ impl Stream for WasmStream {
         property_u64(&["upstream", "request_attempt_count"])
     }
 
+    fn request_duration_ms(&self) -> Option<u64> {
+        // A duration property is its nanoseconds as 8 little-endian bytes.
+        property_u64(&["request", "duration"]).map(|ns| ns / 1_000_000)
+    }
+
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
         hostcalls::send_http_response(status, headers.to_vec(), Some(body)).is_ok()
     }

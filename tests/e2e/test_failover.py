@@ -60,11 +60,16 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
     assert len(unreachable) == 1, unreachable  # logged once per state change, not per poll
 
 
+HELD = {"ITEM_TIMEOUT": "60s", "ITEM_HEDGE_AFTER": "60s"}
+
+
 def test_reads_survive_a_node_dying_mid_request_and_writes_are_not_replayed(stack):
     sim = stack.sim(NODES)
     agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
     agent.wait_active([n[0] for n in NODES])
-    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3)
+    # Single-item timeouts longer than the test: the held request ends by the node's reset,
+    # not by a hedge or a timeout.
+    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3, extra_values=HELD)
     create_table(envoy.url, "failover")
     version = agent.snapshot()["version"]
 

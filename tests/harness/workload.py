@@ -49,7 +49,7 @@ def client(endpoint: str, max_pool_connections: int, sdk_attempts: int | None = 
 
     Alternator without enforced authorization accepts any credentials and region; the SDK still
     insists on having some."""
-    retries = {"mode": "standard", "max_attempts": sdk_attempts} if sdk_attempts is not None else None
+    retries = {"mode": "standard", "total_max_attempts": sdk_attempts} if sdk_attempts is not None else None
     session = boto3.session.Session(
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "alternator"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "alternator"),

@@ -99,6 +99,34 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn passive_health_defaults_two_timeouts_and_a_250_ms_per_try_floor() {
+    let c = FilterConfig::parse(b"{}").unwrap();
+    assert!(c.passive_health.enabled);
+    assert_eq!(c.passive_health.cooldown_ms, 10_000);
+    assert_eq!(c.passive_health.timeouts_to_down, 2);
+    assert_eq!(c.passive_health.min_per_try_timeout_ms, 250);
+    let c = FilterConfig::parse(
+        br#"{"passive_health": {"timeouts_to_down": 5, "min_per_try_timeout_ms": 0}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.passive_health.timeouts_to_down, 5);
+    assert_eq!(c.passive_health.min_per_try_timeout_ms, 0);
+    for bad in [
+        r#"{"passive_health": {"timeouts_to_down": 0}}"#,
+        r#"{"passive_health": {"timeouts_to_down": 6}}"#,
+    ] {
+        assert!(
+            err(bad).contains("passive_health.timeouts_to_down"),
+            "{bad}"
+        );
+    }
+    assert!(
+        err(r#"{"passive_health": {"min_per_try_timeout_ms": 600001}}"#)
+            .contains("passive_health.min_per_try_timeout_ms")
+    );
+}
+
+#[test]
 fn token_aware_defaults_off_with_a_ten_minute_ring_age_limit() {
     let c = FilterConfig::parse(b"{}").unwrap();
     assert!(!c.token_aware.enabled);

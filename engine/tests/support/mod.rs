@@ -494,12 +494,14 @@ pub struct MockStream {
     pub response_flags: Option<u64>,
     pub response_code: Option<u64>,
     pub attempts: Option<u64>,
+    /// `request.duration` in milliseconds when the stream ended.
+    pub duration_ms: Option<u64>,
     pub local_reply: Option<LocalReply>,
     /// Request headers the engine removed, in order.
     pub removed_headers: Vec<String>,
     /// Every read the engine made (`request_header:<name>`, `request_body`,
     /// `response_header:<name>`, `response_body`, `upstream_address`, `response_flags`,
-    /// `response_code`, `upstream_request_attempts`), in order.
+    /// `response_code`, `upstream_request_attempts`, `request_duration`), in order.
     reads: RefCell<Vec<String>>,
 }
 
@@ -622,6 +624,11 @@ impl Stream for MockStream {
     fn upstream_request_attempts(&self) -> Option<u64> {
         self.read("upstream_request_attempts".to_string());
         self.attempts
+    }
+
+    fn request_duration_ms(&self) -> Option<u64> {
+        self.read("request_duration".to_string());
+        self.duration_ms
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
