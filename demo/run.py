@@ -29,7 +29,7 @@ import time
 
 from harness import prometheus, workload
 from harness.agent import Agent
-from harness.envoy import Envoy
+from harness.envoy import Envoy, stat_prefix
 from harness.latency import percentile
 from harness.sim import SimProcess
 from harness.stack import Stack, wait_routing
@@ -221,7 +221,7 @@ class Demo:
 
     def filter_snapshot_version(self):
         """The node snapshot version the filter routes on, or None before the first one."""
-        name = "wasmcustom.alternator_snapshot_version"
+        name = stat_prefix(self.envoy.build) + "alternator_snapshot_version"
         return int(self.envoy.stats(pattern=f"^{re.escape(name)}$").get(name, 0)) or None
 
     def envoy_metrics(self) -> dict:
