@@ -637,76 +637,30 @@ def measure(args, wanted, nginx_reason, workdir: pathlib.Path, stack: Stack) -> 
             continue
         e = envoy(cid, agent3, wasm=module, alternator_filter=False)
         configs.append(Config(cid, title, e.url, "GetItem", proxy_pid=e.process.pid))
+    any_write = {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}}
+
+    def filter_config(cid, title, operation, policy, plugin_config=None, build="wasm", wasm=None):
+        """A configuration measuring one of the filter's builds (the filter's counters prove the path)."""
+        e = filter_envoys[cid] = envoy(cid, agent3, plugin_config, wasm=wasm, build=build)
+        configs.append(Config(cid, title, e.url, operation, proxy_pid=e.process.pid, envoy=e, expect_policy=policy))
+
     if wanted("3"):
-        e = filter_envoys["3"] = envoy("3", agent3)
-        configs.append(
-            Config(
-                "3",
-                "Envoy + filter, round robin (shipped config)",
-                e.url,
-                "GetItem",
-                proxy_pid=e.process.pid,
-                envoy=e,
-                expect_policy="round_robin",
-            )
-        )
+        filter_config("3", "Envoy + filter, round robin (shipped config)", "GetItem", "round_robin")
     if args.ab and wanted("3b"):
-        e = envoy("3b", agent3, wasm=args.ab.resolve())
-        configs.append(
-            Config(
-                "3b",
-                f"configuration 3 with {args.ab.name}",
-                e.url,
-                "GetItem",
-                proxy_pid=e.process.pid,
-                envoy=e,
-                expect_policy="round_robin",
-            )
-        )
+        filter_config("3b", f"configuration 3 with {args.ab.name}", "GetItem", "round_robin", wasm=args.ab.resolve())
     if wanted("4"):
-        e = filter_envoys["4"] = envoy("4", agent3, {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}})
-        configs.append(
-            Config(
-                "4",
-                "Envoy + filter, ANY_WRITE affinity, PutItem 1 KB",
-                e.url,
-                "PutItem",
-                proxy_pid=e.process.pid,
-                envoy=e,
-                expect_policy="affinity",
-            )
-        )
+        filter_config("4", "Envoy + filter, ANY_WRITE affinity, PutItem 1 KB", "PutItem", "affinity", any_write)
     native = native_module_dir() / NATIVE_MODULE_NAME
     if (wanted("3n") or wanted("4n")) and not native.exists():
         print(f"configurations 3n and 4n skipped: {native} is not built (make native builds it)")
-    elif wanted("3n") or wanted("4n"):
+    else:
         if wanted("3n"):
-            e = filter_envoys["3n"] = envoy("3n", agent3, build="native")
-            configs.append(
-                Config(
-                    "3n",
-                    "native module, round robin (envoy-native.yaml)",
-                    e.url,
-                    "GetItem",
-                    proxy_pid=e.process.pid,
-                    envoy=e,
-                    expect_policy="round_robin",
-                )
+            filter_config(
+                "3n", "native module, round robin (envoy-native.yaml)", "GetItem", "round_robin", build="native"
             )
         if wanted("4n"):
-            e = filter_envoys["4n"] = envoy(
-                "4n", agent3, {"affinity": {"mode": "any_write", "tables": {TABLE: "pk"}}}, build="native"
-            )
-            configs.append(
-                Config(
-                    "4n",
-                    "native module, ANY_WRITE affinity, PutItem 1 KB",
-                    e.url,
-                    "PutItem",
-                    proxy_pid=e.process.pid,
-                    envoy=e,
-                    expect_policy="affinity",
-                )
+            filter_config(
+                "4n", "native module, ANY_WRITE affinity, PutItem 1 KB", "PutItem", "affinity", any_write, "native"
             )
     if wanted("5"):
         agent_large = Agent(
