@@ -6,7 +6,9 @@ the demo fill in at run time; here they are rendered with harmless values first,
 same renderer the tests use, so what is validated is what runs. A bootstrap that loads the
 native dynamic module is validated with the module built by `make native` on Envoy's search
 path, and fails if Envoy reports an ABI-version mismatch: the module is built for one Envoy
-minor version.
+minor version. A bootstrap that ships the upstream TLS block commented out (README "TLS to
+Alternator") is validated twice: as shipped, and with the block enabled as an operator enables
+it, against a real CA bundle.
 """
 
 import os
@@ -15,26 +17,36 @@ import subprocess
 import sys
 import tempfile
 
-from harness.envoy import envoy_binary, native_module_dir, render_template, validation_values
+from harness.envoy import (
+    envoy_binary,
+    has_upstream_tls,
+    native_module_dir,
+    render_template,
+    validation_values,
+    with_upstream_tls,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def bootstraps():
+    """(path, form, template text) of every shipped bootstrap form."""
     for path in sorted((ROOT / "envoy").rglob("*.yaml")) + sorted((ROOT / "deploy").rglob("envoy*.yaml")):
         text = path.read_text()
         # Envoy bootstraps only; Istio/Kubernetes manifests are checked elsewhere.
         if "static_resources:" in text and "apiVersion:" not in text:
-            yield path
+            yield path, "", text
+            if has_upstream_tls(text):
+                yield path, " (upstream TLS)", with_upstream_tls(text)
 
 
 def main() -> int:
     envoy = envoy_binary()
     failures = 0
     count = 0
-    for path in bootstraps():
+    for path, form, text in bootstraps():
         count += 1
-        rendered = render_template(path.read_text(), validation_values())
+        rendered = render_template(text, validation_values())
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
             f.write(rendered)
             tmp = f.name
@@ -50,7 +62,7 @@ def main() -> int:
             )
         finally:
             os.unlink(tmp)
-        rel = path.relative_to(ROOT)
+        rel = f"{path.relative_to(ROOT)}{form}"
         output = proc.stdout + proc.stderr
         if native and proc.returncode == 0 and "ABI version v0.2.0 matched" not in output:
             failures += 1

@@ -39,7 +39,9 @@ class Agent:
         listen_port: int | None = None,
         dns: bool = False,
         dns_zone: str = "alternator.local.",
+        ca_file=None,
     ):
+        """With `ca_file`, the agent reaches the nodes over HTTPS and trusts that CA bundle."""
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         # A restarted agent takes its predecessor's port: Envoy's cluster points at it.
@@ -71,6 +73,8 @@ class Agent:
             args += ["--datacenter", datacenter]
         if rack:
             args += ["--rack", rack]
+        if ca_file:
+            args += ["--scheme", "https", "--ca-file", str(ca_file)]
         args += list(extra_args)
         self.process = OwnedProcess(args, "agent", self.workdir / "agent.log")
 

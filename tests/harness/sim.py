@@ -49,9 +49,10 @@ class SimProcess:
     """One alternator-sim process owned by the caller.
 
     `nodes` are (address, datacenter, rack) tuples; `port` None lets the sim pick one free on
-    every node address. `log_path` receives stderr (default: discarded). The process starts in
-    the constructor, which returns once the startup line is read; use as a context manager or
-    call `stop()`.
+    every node address. `log_path` receives stderr (default: discarded). With `tls_ca_path`, the
+    nodes serve HTTPS with certificates from a CA the sim makes, whose certificate it writes
+    there. The process starts in the constructor, which returns once the startup line is read;
+    use as a context manager or call `stop()`.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class SimProcess:
         log_path=None,
         extra_args=(),
         start_timeout: float = 30.0,
+        tls_ca_path=None,
     ):
         self.nodes_spec = list(nodes)
         args = [str(sim_binary()), "--control", "127.0.0.1:0"]
@@ -74,6 +76,9 @@ class SimProcess:
             args += ["--enforce-auth", enforce_auth]
         if backend:
             args += ["--backend", backend]
+        self.ca_path = pathlib.Path(tls_ca_path) if tls_ca_path else None
+        if self.ca_path:
+            args += ["--tls-ca-out", str(self.ca_path)]
         args += [str(a) for a in extra_args]
         self.log_path = pathlib.Path(log_path) if log_path else None
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -90,6 +95,7 @@ class SimProcess:
             self.stop()
             raise
         self.port = int(self.info["port"])
+        self.scheme = self.info.get("scheme", "http")
         self.control = f"http://{self.info['control']}"
         self.addresses = [n["address"] for n in self.info["nodes"]]
 
@@ -145,8 +151,8 @@ class SimProcess:
     # ---- addresses ----
 
     def endpoint(self, address: str | None = None) -> str:
-        """`http://address:port` of a node (default: the first)."""
-        return f"http://{address or self.addresses[0]}:{self.port}"
+        """`scheme://address:port` of a node (default: the first)."""
+        return f"{self.scheme}://{address or self.addresses[0]}:{self.port}"
 
     # ---- control API ----
 

@@ -28,16 +28,23 @@ class Stack:
         self.base = base
         self.owned = []
 
-    def sim(self, nodes, enforce_auth=None, **kwargs) -> SimProcess:
+    def sim(self, nodes, enforce_auth=None, tls: bool = False, **kwargs) -> SimProcess:
+        """An alternator-sim; with `tls`, its nodes serve HTTPS (its CA at `sim.ca_path`)."""
         self.base.mkdir(parents=True, exist_ok=True)
-        s = SimProcess(nodes, enforce_auth=enforce_auth, log_path=self.base / f"sim{len(self.owned)}.log", **kwargs)
+        n = len(self.owned)
+        if tls:
+            kwargs["tls_ca_path"] = self.base / f"sim{n}-ca.pem"
+        s = SimProcess(nodes, enforce_auth=enforce_auth, log_path=self.base / f"sim{n}.log", **kwargs)
         self.owned.append(s)
         return s
 
     def agent(self, sim: SimProcess | None = None, *, seeds=None, port: int | None = None, **kwargs) -> Agent:
-        """A discovery agent watching `sim`'s nodes, or the `seeds` of a cluster at `port`."""
+        """A discovery agent watching `sim`'s nodes, or the `seeds` of a cluster at `port`; over
+        HTTPS, trusting the sim's CA, when the sim serves TLS."""
         seeds = seeds if seeds is not None else [n["address"] for n in sim.info["nodes"]]
         port = port if port is not None else sim.port
+        if getattr(sim, "ca_path", None) is not None:
+            kwargs.setdefault("ca_file", sim.ca_path)
         a = Agent(self.base / f"agent{len(self.owned)}", seeds, port, **kwargs)
         self.owned.append(a)
         return a.wait_ready()

@@ -17,15 +17,20 @@ from harness.envoy import (
     native_module_dir,
     render_template,
     validation_values,
+    with_upstream_tls,
 )
 from harness.stack import RawDynamo, create_table, metric, settle
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1")]
 
 
-def without_filter(path) -> tuple[dict, dict]:
-    """The rendered bootstrap minus the alternator-filter entry, and that entry."""
-    doc = yaml.safe_load(render_template(path.read_text(), validation_values()))
+def without_filter(path, upstream_tls: bool = False) -> tuple[dict, dict]:
+    """The rendered bootstrap (with its upstream TLS block enabled, if asked) minus the
+    alternator-filter entry, and that entry."""
+    text = path.read_text()
+    if upstream_tls:
+        text = with_upstream_tls(text)
+    doc = yaml.safe_load(render_template(text, validation_values()))
     chain = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     (entry,) = [f for f in chain["http_filters"] if f["name"] == "alternator-filter"]
     chain["http_filters"] = [f for f in chain["http_filters"] if f["name"] != "alternator-filter"]
@@ -41,6 +46,26 @@ def test_native_config_differs_from_the_wasm_config_only_in_the_filter():
     native_config = native_filter["typed_config"]
     assert native_config["filter_config"]["value"] == wasm_plugin
     assert native_config["dynamic_module_config"]["name"] == NATIVE_MODULE_NAME.removeprefix("lib").removesuffix(".so")
+
+
+def alternator_cluster(doc: dict) -> dict:
+    (cluster,) = [c for c in doc["static_resources"]["clusters"] if c["name"] == "alternator"]
+    return cluster
+
+
+def test_native_config_ships_the_same_upstream_tls_block():
+    wasm_doc, _ = without_filter(ENVOY_YAML, upstream_tls=True)
+    native_doc, _ = without_filter(ENVOY_NATIVE_YAML, upstream_tls=True)
+    assert native_doc == wasm_doc
+    # Off as shipped; enabled, it is a TLS transport socket on cluster `alternator` only.
+    assert "transport_socket" not in alternator_cluster(without_filter(ENVOY_YAML)[0])
+    socket = alternator_cluster(wasm_doc)["transport_socket"]
+    assert socket["name"] == "envoy.transport_sockets.tls"
+    tls_doc = dict(wasm_doc, static_resources=dict(wasm_doc["static_resources"]))
+    tls_doc["static_resources"]["clusters"] = [
+        {k: v for k, v in c.items() if k != "transport_socket"} for c in wasm_doc["static_resources"]["clusters"]
+    ]
+    assert tls_doc == without_filter(ENVOY_YAML)[0]
 
 
 def dynamic_symbols(path, flag: str) -> set:

@@ -14,6 +14,7 @@ use crate::backend::Backend;
 use crate::dynamo::Store;
 use crate::observe::{Counters, KeyLog, NodeCounters};
 use crate::ring::{self, RingState, TableRing};
+use crate::tls::TestCa;
 use crate::{Credentials, NodeSpec, SimConfig, SimError};
 
 /// Injected failure: answer `fraction` of DynamoDB requests with `status`.
@@ -82,18 +83,22 @@ pub(crate) struct Node {
     listening: AtomicBool,
     pub counters: NodeCounters,
     ready_timer: Mutex<Option<JoinHandle<()>>>,
+    /// With TLS: the node's certificate and key, kept across stops and starts.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Node {
-    fn new(spec: NodeSpec) -> Arc<Node> {
-        Arc::new(Node {
+    fn new(spec: NodeSpec, ca: Option<&TestCa>) -> Result<Arc<Node>, SimError> {
+        let tls = ca.map(|ca| ca.server_config(spec.address)).transpose()?;
+        Ok(Arc::new(Node {
             spec,
+            tls,
             faults: watch::Sender::new(Faults::default()),
             listener: tokio::sync::Mutex::new(None),
             listening: AtomicBool::new(false),
             counters: NodeCounters::new(),
             ready_timer: Mutex::new(None),
-        })
+        }))
     }
 
     pub fn faults(&self) -> Faults {
@@ -168,6 +173,8 @@ pub(crate) struct Cluster {
     forward_delay_ns: AtomicU64,
     /// Forced page size of internal-table reads; 0 = none.
     internal_page_rows: AtomicUsize,
+    /// With TLS: the CA that signs the nodes' certificates.
+    pub tls: Option<TestCa>,
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -251,6 +258,12 @@ impl Cluster {
             ));
         }
         let backend = config.backend.as_deref().map(Backend::new).transpose()?;
+        let tls = config.tls.then(TestCa::generate).transpose()?;
+        let nodes = config
+            .nodes
+            .iter()
+            .map(|n| Node::new(n.clone(), tls.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         // Nodes that start listed-but-not-ready do not bind; the rest share one port.
         let ready: Vec<IpAddr> = config
             .nodes
@@ -273,7 +286,7 @@ impl Cluster {
         };
         let cluster = Arc::new(Cluster {
             port,
-            nodes: RwLock::new(config.nodes.iter().cloned().map(Node::new).collect()),
+            nodes: RwLock::new(nodes),
             store: Store::with_seed(config.ring.seed),
             backend,
             auth: config.enforce_auth.clone(),
@@ -282,6 +295,7 @@ impl Cluster {
             ring: RwLock::new(RingState::new(config.ring.clone())),
             forward_delay_ns: AtomicU64::new(config.forward_delay.as_nanos() as u64),
             internal_page_rows: AtomicUsize::new(config.internal_page_rows.unwrap_or(0)),
+            tls,
         });
         {
             let mut ring = cluster.ring.write().unwrap_or_else(|p| p.into_inner());
@@ -602,7 +616,7 @@ impl Cluster {
                     spec.broadcast()
                 )));
             }
-            let node = Node::new(spec);
+            let node = Node::new(spec, self.tls.as_ref())?;
             nodes.push(node.clone());
             node
         };
@@ -679,6 +693,7 @@ async fn accept_loop(
                 Ok((stream, _peer)) => {
                     connections.spawn(crate::http::serve_connection(
                         stream,
+                        node.tls.clone(),
                         cluster.clone(),
                         node.clone(),
                         kill.subscribe(),

@@ -18,6 +18,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::{Backend, Relayed};
 use crate::body::{self, BodyError, REQUEST_CONTENT_LENGTH_LIMIT};
@@ -30,15 +31,59 @@ const AMZ_JSON: HeaderValue = HeaderValue::from_static("application/x-amz-json-1
 /// The `Server` header Alternator's HTTP server (Seastar's) sends with every answer.
 const SEASTAR: HeaderValue = HeaderValue::from_static("Seastar httpd");
 
-/// Serve one accepted connection until the client closes it or the node's listener stops
-/// (`kill`), in which case the connection is reset like a dying process's would be.
+/// The byte stream of one node connection: plain TCP, or TLS over TCP.
+pub(crate) trait NodeStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+    /// The TCP connection underneath.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl NodeStream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl NodeStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Serve one accepted connection, over TLS when the node has a certificate, until the client
+/// closes it or the node's listener stops (`kill`), in which case the connection is reset like
+/// a dying process's would be. A client that refuses the node's certificate ends the handshake:
+/// nothing is served, nothing counted.
 pub(crate) async fn serve_connection(
     stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
     cluster: Arc<Cluster>,
     node: Arc<Node>,
     mut kill: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(config) = tls else {
+        return serve_http(stream, cluster, node, kill).await;
+    };
+    let acceptor = TlsAcceptor::from(config);
+    let address = node.spec.address;
+    let accepted = tokio::select! {
+        accepted = acceptor.accept(stream) => accepted,
+        _ = kill.wait_for(|k| *k) => return,
+    };
+    match accepted {
+        Ok(stream) => serve_http(stream, cluster, node, kill).await,
+        Err(e) => tracing::debug!(%address, error = %e, "TLS handshake failed"),
+    }
+}
+
+async fn serve_http<S: NodeStream + 'static>(
+    stream: S,
+    cluster: Arc<Cluster>,
+    node: Arc<Node>,
+    mut kill: watch::Receiver<bool>,
+) {
     let relays = cluster.backend.is_some();
     let service = service_fn(move |req| {
         let cluster = cluster.clone();
@@ -69,7 +114,7 @@ pub(crate) async fn serve_connection(
         _ = &mut conn => {}
         _ = kill.wait_for(|k| *k) => {
             let stream = conn.into_parts().io.into_inner();
-            let _ = stream.set_zero_linger();
+            let _ = stream.tcp().set_zero_linger();
             drop(stream);
         }
     }

@@ -36,6 +36,7 @@ mod internal;
 mod observe;
 pub mod ring;
 pub mod sigv4;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
@@ -188,6 +189,9 @@ pub struct SimConfig {
     /// At most this many rows per page of an internal-table Scan or Query (default: only the
     /// ~1 MB page cap), so that readers' pagination can be tested.
     pub internal_page_rows: Option<usize>,
+    /// Serve HTTPS instead of HTTP on the nodes' port (Alternator's `alternator_https_port`),
+    /// with a certificate per node from a test CA made at start ([`Sim::ca_pem`]).
+    pub tls: bool,
 }
 
 impl SimConfig {
@@ -211,6 +215,7 @@ impl Default for SimConfig {
             ring: RingConfig::default(),
             forward_delay: Duration::ZERO,
             internal_page_rows: None,
+            tls: false,
         }
     }
 }
@@ -242,6 +247,8 @@ pub enum SimError {
     UnknownTable(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 impl From<ring::RingError> for SimError {
@@ -282,6 +289,20 @@ impl Sim {
         self.cluster.port()
     }
 
+    /// `https` when the nodes serve TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.cluster.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// With TLS: the certificate (PEM) of the CA that signed every node's certificate.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.cluster.tls.as_ref().map(|ca| ca.pem())
+    }
+
     /// Where the control API listens.
     pub fn control_addr(&self) -> SocketAddr {
         self.control.addr()
@@ -310,6 +331,7 @@ impl Sim {
     pub fn startup_line(&self) -> String {
         serde_json::json!({
             "port": self.port(),
+            "scheme": self.scheme(),
             "control": self.control_addr().to_string(),
             "nodes": self.cluster.nodes().iter().map(|n| serde_json::json!({
                 "address": n.spec.address.to_string(),

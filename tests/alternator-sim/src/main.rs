@@ -87,6 +87,12 @@ struct Args {
     /// cap), to test readers' pagination.
     #[arg(long, value_name = "N")]
     internal_page_rows: Option<usize>,
+
+    /// Serve HTTPS instead of HTTP on the nodes' port, like Alternator's alternator_https_port:
+    /// a test CA is made at start and signs a certificate for every node (its address as IP
+    /// SAN); the CA certificate (PEM) is written to FILE before the startup line is printed.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_out: Option<PathBuf>,
 }
 
 /// `0`, or a number with a unit: `ns`, `us`, `ms`, `s` (e.g. `300us`, `2ms`, `1.5s`).
@@ -157,15 +163,20 @@ fn config(args: &Args) -> Result<SimConfig, String> {
         },
         forward_delay: args.forward_delay,
         internal_page_rows: args.internal_page_rows,
+        tls: args.tls_ca_out.is_some(),
     })
 }
 
-async fn run(config: SimConfig) -> Result<(), String> {
+async fn run(config: SimConfig, ca_out: Option<PathBuf>) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     // Handlers first: a harness may send SIGTERM as soon as it has read the startup line.
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let sim = Sim::start(config).await.map_err(|e| e.to_string())?;
+    if let (Some(path), Some(pem)) = (&ca_out, sim.ca_pem()) {
+        std::fs::write(path, pem)
+            .map_err(|e| format!("cannot write the CA certificate to {}: {e}", path.display()))?;
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", sim.startup_line()).map_err(|e| e.to_string())?;
@@ -209,7 +220,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.tls_ca_out.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("alternator-sim: {e}");
