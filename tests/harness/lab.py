@@ -135,8 +135,10 @@ def start(
     agent_kwargs: dict | None = None,
     envoy_values: dict | None = None,
     concurrency: int = 2,
+    build: str | None = None,
 ):
-    """sim (three nodes) + agent + Envoy with the shipped configuration."""
+    """sim (three nodes) + agent + Envoy with the shipped configuration of the filter `build`
+    (`wasm` or `native`; default: harness.envoy.filter_build())."""
     sim = stack.sim(NODES)
     agent = stack.agent(sim, **(agent_kwargs or {}))
     agent.wait_active(ADDRESSES)
@@ -146,6 +148,7 @@ def start(
         concurrency=concurrency,
         expect_nodes=3,
         extra_values=envoy_values,
+        build=build,
     )
     wait_routing(envoy, 3)
     return sim, agent, envoy
