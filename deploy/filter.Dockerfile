@@ -26,6 +26,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY routing routing
 COPY engine engine
 COPY filter filter
+COPY dynamic-module dynamic-module
 COPY discovery-agent discovery-agent
 COPY tests/alternator-sim tests/alternator-sim
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
