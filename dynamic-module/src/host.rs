@@ -208,8 +208,8 @@ impl Host for EnvoyHost {
 #[derive(Debug)]
 pub struct EnvoyStream<'a> {
     pub envoy: &'a Filter,
-    /// When the stream began (set for the stream-end hook, which reports the duration).
-    pub started: Option<Instant>,
+    /// When the stream began: the request's duration at stream end is measured from it.
+    pub started: Instant,
 }
 
 impl Stream for EnvoyStream<'_> {
@@ -257,8 +257,7 @@ impl Stream for EnvoyStream<'_> {
     fn request_duration_ms(&self) -> Option<u64> {
         // Envoy 1.40 does not give `request.duration` to an HTTP filter module (the attribute
         // call reports it missing), so the module times the stream itself.
-        self.started
-            .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
+        Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {

@@ -347,10 +347,10 @@ struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    /// Refreshes the worker's view when the store changed or a period passed.
-    fn before_request(&self) {
+    /// Refreshes the worker's view when the store changed or a period passed (`now`: the
+    /// stream's start).
+    fn before_request(&self, now: Instant) {
         let generation = STORE.generation();
-        let now = Instant::now();
         if generation != self.seen_generation.get()
             || now.duration_since(self.refreshed_at.get()) >= REFRESH_PERIOD
         {
@@ -414,14 +414,15 @@ pub fn filter_new(config: &ModuleConfig) -> FilterState {
     if slot.is_none() {
         log(Level::Error, "alternator-filter: no worker for this configuration; the request is routed by Envoy's own policy");
     }
+    let started = Instant::now();
     let flow = slot.as_ref().map(|slot| {
-        slot.before_request();
+        slot.before_request(started);
         RequestFlow::new(Rc::clone(&slot.worker))
     });
     FilterState {
         slot,
         flow,
-        started: Instant::now(),
+        started,
     }
 }
 
@@ -437,7 +438,7 @@ pub fn request_headers(state: &mut FilterState, envoy: &Filter, end_of_stream: b
     paused(flow.on_request_headers(
         &mut EnvoyStream {
             envoy,
-            started: None,
+            started: state.started,
         },
         end_of_stream,
     ))
@@ -452,7 +453,7 @@ pub fn request_body(state: &mut FilterState, envoy: &Filter, end_of_stream: bool
     paused(flow.on_request_body(
         &mut EnvoyStream {
             envoy,
-            started: None,
+            started: state.started,
         },
         size,
         end_of_stream,
@@ -463,7 +464,7 @@ pub fn response_headers(state: &mut FilterState, envoy: &Filter) {
     if let Some(flow) = state.flow.as_mut() {
         flow.on_response_headers(&mut EnvoyStream {
             envoy,
-            started: None,
+            started: state.started,
         });
     }
 }
@@ -477,7 +478,7 @@ pub fn response_body(state: &mut FilterState, envoy: &Filter, end_of_stream: boo
     paused(flow.on_response_body(
         &mut EnvoyStream {
             envoy,
-            started: None,
+            started: state.started,
         },
         size,
         end_of_stream,
@@ -489,7 +490,7 @@ pub fn stream_complete(state: &mut FilterState, envoy: &Filter) {
     if let Some(flow) = state.flow.as_mut() {
         flow.on_stream_end(&EnvoyStream {
             envoy,
-            started: Some(state.started),
+            started: state.started,
         });
     }
     if let Some(slot) = &state.slot {
