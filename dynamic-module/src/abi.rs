@@ -85,11 +85,8 @@ impl EnvoyBuffer {
     /// SAFETY (for callers): `ptr` must be null or point to `length` readable bytes, which
     /// holds for every buffer Envoy fills in during the call or hook that returned it.
     unsafe fn to_vec(self) -> Vec<u8> {
-        if self.ptr.is_null() || self.length == 0 {
-            return Vec::new();
-        }
-        // SAFETY: see the function's contract above.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.length) }.to_vec()
+        // SAFETY: see the function's contract above (the same as `envoy_bytes`').
+        unsafe { envoy_bytes(self) }.to_vec()
     }
 }
 
@@ -493,8 +490,8 @@ impl Filter {
                 break;
             }
             // SAFETY: Envoy filled each entry with a slice of its buffer, unchanged until
-            // this hook returns.
-            let bytes = unsafe { chunk.to_vec() };
+            // this hook returns; copied at once.
+            let bytes = unsafe { envoy_bytes(chunk) };
             out.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         first
@@ -623,7 +620,8 @@ unsafe fn filter_mut<'a>(ptr: FilterModulePtr) -> Option<&'a mut FilterState> {
 
 /// Envoy's buffer as bytes; empty for a null buffer.
 ///
-/// SAFETY (for callers): the buffer must be one Envoy passed to the running hook.
+/// SAFETY (for callers): the buffer must be one Envoy passed to the running hook or filled in
+/// during the running call (null, or `length` readable bytes).
 unsafe fn envoy_bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
     if buffer.ptr.is_null() || buffer.length == 0 {
         return &[];
