@@ -95,6 +95,13 @@ class Agent:
         assert status == 200, f"/v1/nodes answered {status}: {body!r}"
         return json.loads(body)
 
+    def eds(self, cluster: str = "alternator") -> dict:
+        """The agent's REST EDS answer for `cluster`, as Envoy receives it."""
+        body = json.dumps({"resource_names": [cluster]}).encode()
+        req = urllib.request.Request(self.url + "/v3/discovery:endpoints", data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
     def active_nodes(self) -> set:
         return {n["address"] for n in self.snapshot()["nodes"] if n["health"] == "active"}
 

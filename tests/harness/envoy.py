@@ -209,6 +209,44 @@ def write_lds(lds_dir: pathlib.Path, listeners: list):
     os.replace(staging, lds_dir / "listeners.yaml")
 
 
+ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+
+def eds_via_file(rendered: str, eds_dir: pathlib.Path) -> str:
+    """The same bootstrap with cluster `alternator`'s membership read from a file that the test
+    writes (`write_eds`) instead of polled from the agent's REST EDS. Envoy then changes the
+    cluster's members only when the test publishes a new file: a test that needs Envoy not to
+    know a node yet holds that state for as long as it likes, on any machine speed."""
+    import yaml
+
+    doc = yaml.safe_load(rendered)
+    (cluster,) = [c for c in doc["static_resources"]["clusters"] if c["name"] == "alternator"]
+    eds_dir.mkdir(parents=True, exist_ok=True)
+    if not (eds_dir / "endpoints.json").exists():
+        raise FileNotFoundError(f"write_eds({eds_dir}, ...) before Envoy starts")
+    cluster["eds_cluster_config"]["eds_config"] = {
+        "resource_api_version": "V3",
+        "path_config_source": {
+            "path": str(eds_dir / "endpoints.json"),
+            "watched_directory": {"path": str(eds_dir)},
+        },
+    }
+    return yaml.safe_dump(doc)
+
+
+def write_eds(eds_dir: pathlib.Path, discovery_response: dict):
+    """Publishes an EDS DiscoveryResponse (as the agent's `/v3/discovery:endpoints` answers it)
+    as the file `eds_via_file` points Envoy at: written aside, then moved into the watched
+    directory, the atomic update Envoy's file watch reacts to."""
+    resources = discovery_response.get("resources", [])
+    if not resources or any(r.get("@type") != ENDPOINTS_TYPE for r in resources):
+        raise ValueError(f"not an EDS answer with ClusterLoadAssignment resources: {discovery_response!r}")
+    eds_dir.mkdir(parents=True, exist_ok=True)
+    staging = eds_dir.parent / (eds_dir.name + ".staging.json")
+    staging.write_text(json.dumps(discovery_response))
+    os.replace(staging, eds_dir / "endpoints.json")
+
+
 _base_id_counter = [0]
 
 
@@ -236,13 +274,16 @@ class Envoy:
         build: str | None = None,
         upstream_ca: pathlib.Path | str | None = None,
         upstream_san_matchers: list | None = None,
+        eds_dir: pathlib.Path | None = None,
     ):
         """`component_log_level` is passed as `--component-log-level` (None: not at all, every
         component at `log_level`). With `lds`, the DynamoDB listener comes from file-based LDS
         and `update_listener` replaces it while Envoy runs. `build` picks the filter build
         (`wasm` or `native`; default: `filter_build()`). With `upstream_ca`, the shipped upstream
         TLS block is enabled with that CA bundle, and `upstream_san_matchers` (if given) added
-        as its `match_typed_subject_alt_names`."""
+        as its `match_typed_subject_alt_names`. With `eds_dir`, cluster `alternator` takes its
+        members from the EDS file there (`write_eds`, before and while Envoy runs) instead of
+        from the agent."""
         self.build = hot_restart_of.build if hot_restart_of else (build or filter_build())
         self.template = shipped_config(self.build)
         if self.build == "native" and component_log_level == "wasm:debug":
@@ -293,6 +334,8 @@ class Envoy:
                 rendered = without_filter(rendered)
             if lds:
                 rendered = listener_via_lds(rendered, self.lds_dir)
+            if eds_dir is not None:
+                rendered = eds_via_file(rendered, pathlib.Path(eds_dir))
         self.config_path.write_text(rendered)
         self.admin_path = self.workdir / "admin-address"
         self.log_path = self.workdir / "envoy.log"
