@@ -57,12 +57,19 @@ fn query(text: &str, qtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     message.to_vec().unwrap()
 }
 
-/// Sends `packet` over UDP; `None` when nothing comes back within half a second.
-async fn udp_raw(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+/// How long a query that must be answered may take: a guard against a hang, not a speed
+/// assertion (a loaded machine can take longer than half a second to answer).
+const ANSWERED: Duration = Duration::from_secs(30);
+/// How long a packet that must not be answered is given to draw one: a correct agent never
+/// answers it, so a slow machine cannot make this check fail.
+const UNANSWERED: Duration = Duration::from_millis(500);
+
+/// Sends `packet` over UDP; `None` when nothing comes back within `wait`.
+async fn udp_raw(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(packet, server).await.unwrap();
     let mut buffer = vec![0u8; 65_535];
-    let received = tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buffer))
+    let received = tokio::time::timeout(wait, socket.recv(&mut buffer))
         .await
         .ok()?
         .unwrap();
@@ -71,7 +78,7 @@ async fn udp_raw(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
 }
 
 async fn udp(server: SocketAddr, text: &str, qtype: RecordType, edns: Option<u16>) -> Message {
-    let bytes = udp_raw(server, &query(text, qtype, edns))
+    let bytes = udp_raw(server, &query(text, qtype, edns), ANSWERED)
         .await
         .expect("a UDP answer");
     Message::from_vec(&bytes).unwrap()
@@ -330,7 +337,7 @@ async fn udp_answers_fit_the_clients_size_and_tcp_carries_all() {
     .await;
 
     // Without EDNS a UDP answer is at most 512 bytes: cut short, with TC.
-    let bytes = udp_raw(server, &query(ZONE, RecordType::A, None))
+    let bytes = udp_raw(server, &query(ZONE, RecordType::A, None), ANSWERED)
         .await
         .unwrap();
     assert!(bytes.len() <= 512, "{} bytes", bytes.len());
@@ -339,7 +346,7 @@ async fn udp_answers_fit_the_clients_size_and_tcp_carries_all() {
     assert!(!reply.answers.is_empty() && reply.answers.len() < 40);
 
     // A client advertising 1232 bytes over EDNS gets all 40 without TC.
-    let bytes = udp_raw(server, &query(ZONE, RecordType::A, Some(1232)))
+    let bytes = udp_raw(server, &query(ZONE, RecordType::A, Some(1232)), ANSWERED)
         .await
         .unwrap();
     assert!(bytes.len() <= 1232);
@@ -380,9 +387,13 @@ async fn malformed_packets_are_dropped_counted_and_survived() {
         response.to_vec().unwrap(),
     ];
     for packet in &malformed {
-        assert_eq!(udp_raw(server, packet).await, None, "{packet:?}");
+        assert_eq!(
+            udp_raw(server, packet, UNANSWERED).await,
+            None,
+            "{packet:?}"
+        );
     }
-    assert_eq!(udp_raw(server, &vec![0u8; 5000]).await, None);
+    assert_eq!(udp_raw(server, &vec![0u8; 5000], UNANSWERED).await, None);
     let dropped = |reason: &'static str, transport: &'static str| {
         let agent = &agent;
         async move {

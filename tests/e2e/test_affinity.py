@@ -4,7 +4,7 @@ import collections
 import json
 import random
 
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, wait_metric
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 KEYS = 1000
@@ -66,8 +66,7 @@ def test_any_write_routes_every_key_to_its_predicted_node(stack, affinity_oracle
     load = collections.Counter(predicted.values())
     assert set(load) == {n[0] for n in NODES}
     assert all(250 <= c <= 420 for c in load.values()), load
-    settle(envoy)
-    assert metric(envoy, "alternator_affinity_total", outcome="applied") == len(writes)
+    wait_metric(envoy, "alternator_affinity_total", len(writes), outcome="applied")
 
     # BatchWriteItem: every write of a batch goes where the vote says.
     rng = random.Random(7)
@@ -108,11 +107,9 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
     finally:
         client.close()
     assert status == 400
-    settle(envoy)
-    assert metric(envoy, "alternator_affinity_total", outcome="fallback", reason="unknown_table") == 1
+    wait_metric(envoy, "alternator_affinity_total", 1, outcome="fallback", reason="unknown_table")
     create_table(envoy.url, "rmw")
-    settle(envoy)
-    assert metric(envoy, "alternator_key_names_learned_total") == 1
+    wait_metric(envoy, "alternator_key_names_learned_total", 1)
 
     # Another Envoy learns the same name from a DescribeTable answer passing through it.
     other = stack.envoy(agent, {"affinity": {"mode": "rmw"}}, expect_nodes=3)
@@ -122,9 +119,8 @@ def test_rmw_routes_only_read_modify_writes_by_key(stack, affinity_oracle):
         assert client.call("UpdateItem", conditional)[0] == 200
     finally:
         client.close()
-    settle(other)
-    assert metric(other, "alternator_key_names_learned_total") == 1
-    assert metric(other, "alternator_affinity_total", outcome="applied") == 1
+    wait_metric(other, "alternator_key_names_learned_total", 1)
+    wait_metric(other, "alternator_affinity_total", 1, outcome="applied")
     snapshot = agent.snapshot()
     sim.reset()
 

@@ -2,17 +2,20 @@
 
 import threading
 
-from harness.stack import RawDynamo, create_table, get_items, metric, settle
+from harness.stack import RawDynamo, create_table, get_items, metric, wait_metric
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
+# An agent that looks again only after the test: discovered once at its start, it does not
+# notice what the test does to a node however slowly the test runs.
+SLOW_AGENT = {"active_interval": "24h", "idle_interval": "24h", "probe_period": "24h"}
 
 
 def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     sim = stack.sim(NODES)
     # A slow agent: it will not notice the stopped node during the test, so the filter keeps
     # listing it first for a third of the requests and Envoy's retries must walk the list.
-    agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
+    agent = stack.agent(sim, **SLOW_AGENT)
     agent.wait_active([n[0] for n in NODES])
     # Passive health off: it would mark the node DOWN after 10 refusals (tests/faults covers
     # that); here every request that lists it first must walk on to the next node.
@@ -28,8 +31,7 @@ def test_refused_first_choice_is_retried_on_the_next_listed_node(stack):
     assert served["127.0.0.3"] + served["127.0.0.4"] == 300
     assert agent.snapshot()["version"] == version, "the agent noticed too early; the test proves nothing"
     # The 100 requests that listed the stopped node first were served by their first fallback.
-    settle(envoy)
-    assert metric(envoy, "alternator_requests_total", choice="fallback") == 100
+    wait_metric(envoy, "alternator_requests_total", 100, choice="fallback")
     log = eventually(
         lambda: envoy.access_log() if envoy.access_log().count("GetItem") == 300 else None, message="access log flushed"
     )
@@ -60,12 +62,14 @@ def test_agent_outage_keeps_routing_on_the_last_snapshot(stack):
     assert len(unreachable) == 1, unreachable  # logged once per state change, not per poll
 
 
-HELD = {"ITEM_TIMEOUT": "60s", "ITEM_HEDGE_AFTER": "60s"}
+HELD = {"ITEM_TIMEOUT": "86400s", "ITEM_HEDGE_AFTER": "86400s"}
+# Longer than any test: the slow node answers nothing before the test stops it.
+HOLD_MS = 86_400_000
 
 
 def test_reads_survive_a_node_dying_mid_request_and_writes_are_not_replayed(stack):
     sim = stack.sim(NODES)
-    agent = stack.agent(sim, active_interval="120s", idle_interval="120s", probe_period="120s")
+    agent = stack.agent(sim, **SLOW_AGENT)
     agent.wait_active([n[0] for n in NODES])
     # Single-item timeouts longer than the test: the held request ends by the node's reset,
     # not by a hedge or a timeout.
@@ -81,7 +85,7 @@ def test_reads_survive_a_node_dying_mid_request_and_writes_are_not_replayed(stac
         ("127.0.0.3", "PutItem", {"TableName": "failover", "Item": {"pk": {"S": "k"}}}, [200, 200, 503]),
     ]:
         # The node takes its time; round robin gives it exactly one of three requests.
-        sim.slow_node(victim, 20_000)
+        sim.slow_node(victim, HOLD_MS)
         results = []
         # Bound per iteration: a thread that outlived its join must not write into the next one's list.
         threads = [

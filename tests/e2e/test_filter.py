@@ -11,7 +11,7 @@ from harness.envoy import (
     unique_base_id,
     validation_values,
 )
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, wait_metric
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1")]
@@ -53,8 +53,7 @@ def test_unknown_operation_is_routed_not_refused(stack):
         client.close()
     assert status == 400, body  # Alternator's answer, not the filter's
     assert status2 == 400
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total", policy="round_robin") == 2
+    wait_metric(envoy, "alternator_routed_total", 2, policy="round_robin")
 
 
 def validate(tmp_path, plugin_config: str):

@@ -1,6 +1,6 @@
 """Issue test 6: a node that joins receives traffic once the refreshed snapshot and EDS reach Envoy."""
 
-from harness.stack import create_table, get_items, metric, settle, wait_synced
+from harness.stack import create_table, get_items, wait_metric, wait_synced
 from harness.util import eventually
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -36,5 +36,4 @@ def test_new_node_gets_traffic_once_healthy_and_not_before(stack):
     assert get_items(envoy.url, "join", 400) == {200: 400}
     served = sim.totals()
     assert served.get(NEW, 0) == 100, served
-    settle(envoy)
-    assert metric(envoy, "alternator_requests_total", node=f"{NEW}:{sim.port}") == 100
+    wait_metric(envoy, "alternator_requests_total", 100, node=f"{NEW}:{sim.port}")

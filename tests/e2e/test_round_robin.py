@@ -2,7 +2,7 @@
 
 import threading
 
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, metric, wait_metric
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack2")]
 REQUESTS = 30_000
@@ -16,7 +16,9 @@ def test_round_robin_spreads_30000_getitems_evenly(stack):
     envoy = stack.envoy(agent, {"fallbacks": 2}, concurrency=2, expect_nodes=3)
     create_table(envoy.url, "round_robin")
     sim.reset()
-    settle(envoy)
+    # The CreateTable is counted (routed and served) before the baseline is read.
+    wait_metric(envoy, "alternator_routed_total", 1, policy="round_robin")
+    wait_metric(envoy, "alternator_requests_total", 1)
     node_label = {address: f"{address}:{sim.port}" for address, _, _ in NODES}
     before = {a: metric(envoy, "alternator_requests_total", node=n) for a, n in node_label.items()}
     routed_before = metric(envoy, "alternator_routed_total", policy="round_robin")
@@ -48,8 +50,8 @@ def test_round_robin_spreads_30000_getitems_evenly(stack):
         assert abs(served[address] - mean) <= 0.05 * mean, served
 
     # The filter's own metrics agree, and no request needed a fallback.
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total", policy="round_robin") - routed_before == REQUESTS
+    wait_metric(envoy, "alternator_routed_total", routed_before + REQUESTS, policy="round_robin")
+    wait_metric(envoy, "alternator_requests_total", sum(before.values()) + REQUESTS)
     assert metric(envoy, "alternator_requests_total", choice="fallback") == 0
     for address, label in node_label.items():
         assert metric(envoy, "alternator_requests_total", node=label) - before[address] == served[address]

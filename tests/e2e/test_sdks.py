@@ -15,7 +15,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from harness.stack import metric, settle
+from harness.stack import wait_metric
 from harness.util import ROOT, target_dir
 
 AKID, SECRET = "alternator", "secret_pass"
@@ -99,9 +99,8 @@ def boto3_workload(ddb, table):
 def test_boto3(signed_stack):
     sim, envoy = signed_stack
     boto3_workload(boto3_client(envoy.url), "boto3_table")
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter
-    assert metric(envoy, "alternator_affinity_total", outcome="applied") >= 5
+    wait_metric(envoy, "alternator_routed_total", 13)  # every call of the workload went through the filter
+    wait_metric(envoy, "alternator_affinity_total", 5, at_least=True, outcome="applied")
 
 
 def test_signature_is_really_enforced(signed_stack):
@@ -129,8 +128,7 @@ def test_rust_sdk(signed_stack):
     )
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter
+    wait_metric(envoy, "alternator_routed_total", 13)  # every call of the workload went through the filter
 
 
 def test_js_sdk_v3(signed_stack):
@@ -149,5 +147,4 @@ def test_js_sdk_v3(signed_stack):
     )
     assert proc.returncode == 0, proc.stderr
     assert '"ok":true' in proc.stdout
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total") == 13  # every call of the workload went through the filter
+    wait_metric(envoy, "alternator_routed_total", 13)  # every call of the workload went through the filter

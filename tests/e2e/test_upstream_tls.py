@@ -16,7 +16,8 @@ import botocore.exceptions
 import certifi
 import pytest
 
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, metric, wait_metric
+from harness.util import eventually
 
 AKID, SECRET = "alternator", "secret_pass"
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -98,10 +99,9 @@ def test_signed_requests_reach_the_nodes_over_verified_tls(stack, https_cluster)
     reads = {a: sim.counters()[a]["by_operation"].get("GetItem", 0) for a in ADDRESSES}
     assert all(n >= 1 for n in reads.values()), reads
 
-    settle(envoy)
+    wait_metric(envoy, "alternator_requests_total", 1 + 3 * len(keys) + len(keys))
     served = {a: metric(envoy, "alternator_requests_total", node=f"{a}:{sim.port}") for a in ADDRESSES}
     assert all(n >= 1 for n in served.values()), served
-    assert sum(served.values()) == 1 + 3 * len(keys) + len(keys)
 
     # Every upstream connection of cluster `alternator` was a verified TLS session, on TLS 1.3.
     stats = tls_stats(envoy)
@@ -124,8 +124,13 @@ def assert_refused(envoy, sim, reason: str):
     assert error["Error"]["Message"].startswith("alternator-mesh: no Alternator node answered"), error
     assert reason in error["Error"]["Message"], error
     assert dynamodb_requests(sim) == before
-    # The first choice and both fallbacks were tried (each a failed handshake).
-    assert " attempts=3 " in envoy.access_log().splitlines()[-1], envoy.access_log()
+    # The first choice and both fallbacks were tried (each a failed handshake). Envoy writes
+    # its access log out on a timer: wait for the request's line.
+    line = eventually(
+        lambda: next((ln for ln in envoy.access_log().splitlines() if "GetItem" in ln), None),
+        message="the refused request's access-log line",
+    )
+    assert " attempts=3 " in line, envoy.access_log()
 
 
 def test_a_node_certificate_not_signed_by_the_configured_ca_is_refused(stack, https_cluster):

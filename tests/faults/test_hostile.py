@@ -10,7 +10,7 @@ import boto3
 import botocore.config
 import pytest
 
-from harness.stack import RawDynamo, create_table, metric, settle
+from harness.stack import RawDynamo, create_table, metric, settle, wait_metric
 from harness.util import release_binary
 
 NODES = [("127.0.0.2", "dc1", "rack1"), ("127.0.0.3", "dc1", "rack1"), ("127.0.0.4", "dc1", "rack1")]
@@ -112,8 +112,7 @@ def test_signed_sdk_requests_reach_the_node_byte_identical(stack):
         )
         item = ddb.get_item(TableName="sigv4", Key={"pk": {"S": f"k{i}"}}, ConsistentRead=True)["Item"]
         assert item["v"]["S"] == "é☃" * i
-    settle(envoy)
-    assert metric(envoy, "alternator_affinity_total", outcome="applied") == 30
+    wait_metric(envoy, "alternator_affinity_total", 30, outcome="applied")
     # A wrong secret is refused by the node, not let in by the proxy.
     bad = boto3.client(
         "dynamodb",
@@ -264,6 +263,5 @@ def assert_filter_healthy(envoy):
         client.close()
     assert status == 200, body
     # The filter itself (not Envoy's fallback after a failed VM) routed the next request.
-    settle(envoy)
-    assert metric(envoy, "alternator_routed_total", policy="round_robin") == routed + 1
+    wait_metric(envoy, "alternator_routed_total", routed + 1, policy="round_robin")
     assert metric(envoy, "alternator_snapshot_nodes") == 3

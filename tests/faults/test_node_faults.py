@@ -15,11 +15,11 @@ ADDRESSES = [n[0] for n in NODES]
 TABLE = "faults"
 
 
-def start(stack, **envoy_kwargs):
+def start(stack, plugin=None, agent_kwargs=None, **envoy_kwargs):
     sim = stack.sim(NODES)
-    agent = stack.agent(sim)
+    agent = stack.agent(sim, **(agent_kwargs or {}))
     agent.wait_active(ADDRESSES)
-    envoy = stack.envoy(agent, {"fallbacks": 2}, expect_nodes=3, **envoy_kwargs)
+    envoy = stack.envoy(agent, plugin or {"fallbacks": 2}, expect_nodes=3, **envoy_kwargs)
     create_table(envoy.url, TABLE)
     return sim, agent, envoy
 
@@ -53,9 +53,15 @@ def test_stopping_a_node_under_load_loses_no_request_and_no_write(stack):
 
 
 def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(stack):
-    # Single-item timeouts longer than the test: the held write ends by the node's reset, not
-    # by a hedge or a timeout.
-    sim, agent, envoy = start(stack, extra_values={"ITEM_TIMEOUT": "60s", "ITEM_HEDGE_AFTER": "60s"})
+    # Single-item timeouts, and the node's delay, longer than the test: the held write ends by
+    # the node's reset, not by a hedge, a timeout or a late answer. The agent looks once, at
+    # its start: were it to probe the slow node (its probes are delayed too) and drop it before
+    # the three writes are routed, round robin would give the node none of them.
+    sim, agent, envoy = start(
+        stack,
+        agent_kwargs={"active_interval": "24h", "idle_interval": "24h", "probe_period": "24h"},
+        extra_values={"ITEM_TIMEOUT": "86400s", "ITEM_HEDGE_AFTER": "86400s"},
+    )
     item = {"TableName": TABLE, "Item": {"pk": {"S": "k"}}}
     for headers, expected in [
         ({}, [200, 200, 503]),
@@ -65,7 +71,7 @@ def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(st
     ]:
         # The node takes its time; round robin gives it one of three requests, and it is
         # stopped (connections reset) while it holds that write.
-        sim.slow_node("127.0.0.3", 20_000)
+        sim.slow_node("127.0.0.3", 86_400_000)
         results = []
 
         # Bound per iteration: a thread that outlived its join must not write into the next one's list.
@@ -96,7 +102,10 @@ def test_a_write_a_dying_node_held_is_not_replayed_unless_declared_idempotent(st
 
 
 def test_a_hung_node_costs_one_per_try_timeout_then_is_avoided(stack):
-    sim, agent, envoy = start(stack)
+    # A cooldown longer than the test: the node passive health takes out stays out until the
+    # agent drops it, however long that takes on a loaded machine (after the default 10 s it
+    # would be tried again, and cost another round of timeouts).
+    sim, agent, envoy = start(stack, plugin={"fallbacks": 2, "passive_health": {"cooldown_ms": 600_000}})
     load = MixedLoad(envoy.url, TABLE, total=1500, workers=4).start()
     eventually(lambda: load.done >= 300, timeout=120, message="load under way")
     sim.hang_node("127.0.0.3")

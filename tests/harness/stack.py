@@ -134,7 +134,12 @@ def settle(envoy: Envoy, timeout: float = 30.0):
     """Waits until the filter has handed Envoy everything it counted so far: its traffic
     counters stay unchanged for longer than a tick. The gauges and the agent-poll counter are
     left out: they move on their own (with `long_poll_s: 0`, on every tick). Call after the
-    traffic a test wants to count, before comparing counters exactly."""
+    traffic a test wants to count, before comparing counters exactly.
+
+    The quiet time only stands in for "every worker has ticked since": on a loaded machine a
+    tick can come later than that. So settle alone backs checks that a late tick cannot fail
+    (a count that stays 0, or does not grow); a count the traffic must have raised is polled
+    for with `wait_metric`, which settles after it."""
 
     def counters():
         return sorted(
@@ -153,6 +158,26 @@ def settle(envoy: Envoy, timeout: float = 30.0):
         return time.monotonic() - state["since"] > SETTLE_QUIET_S
 
     eventually(quiet, timeout=timeout, interval=0.1, message="the filter's counters settle")
+
+
+def wait_metric(envoy: Envoy, name: str, expected: int, at_least: bool = False, timeout: float = 60.0, **labels):
+    """Until a filter metric reaches `expected` (exactly, or with `at_least` at least), then
+    `settle` and check it still does. Counters reach Envoy on a worker's tick, so a count is
+    polled for rather than read once after a fixed quiet time: a late tick on a loaded machine
+    only makes this wait longer. Returns the value."""
+
+    def reached(value):
+        return value >= expected if at_least else value == expected
+
+    eventually(
+        lambda: reached(metric(envoy, name, **labels)),
+        timeout=timeout,
+        message=f"{name}{labels or ''} {'>=' if at_least else '=='} {expected}",
+    )
+    settle(envoy)
+    value = metric(envoy, name, **labels)
+    assert reached(value), f"{name}{labels or ''} moved on to {value} (expected {expected})"
+    return value
 
 
 class RawDynamo:

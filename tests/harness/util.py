@@ -47,8 +47,11 @@ def free_port_on_all(hosts) -> int:
     raise RuntimeError(f"no port free on all of {hosts}")
 
 
-def eventually(condition, timeout: float = 20.0, interval: float = 0.1, message: str = ""):
+def eventually(condition, timeout: float = 60.0, interval: float = 0.1, message: str = ""):
     """Poll `condition()` until it returns a truthy value (returned) or `timeout` passes.
+
+    `timeout` bounds a hung test, it is no speed assertion: the default is far longer than any
+    state the tests wait for takes on a loaded machine (they come in well under a second).
 
     Exceptions raised by `condition` count as "not yet"; the last one is reported on timeout.
     """

@@ -57,9 +57,16 @@ def headers(operation="GetItem", body=b"", extra=()):
 DEFAULT_SNAPSHOT = snapshot()
 
 
+# The host's clock for every test: frozen, so that no timer of the filter (the passive-health
+# cooldown, the poll lease, the poll schedule) runs out between two calls however slowly the
+# test runs. The snapshots stored here carry the same time.
+NOW_NS = 1_763_735_000_000 * 1_000_000
+
+
 def started(wasm, config=None, snap: bytes | None = DEFAULT_SNAPSHOT) -> ProxyWasmHost:
     """A configured filter; with a snapshot stored as the poller would (None: no snapshot)."""
     host = ProxyWasmHost(wasm, config if config is not None else {})
+    host.now_ns = NOW_NS
     assert host.start(), host.logs
     if snap is not None:
         host.store_snapshot(snap, 7)
