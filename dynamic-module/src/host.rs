@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
 
-use crate::abi::{self, Attribute, Config, Filter, HeaderMap, Level};
+use crate::abi::{Attribute, ConfigHandle, FilterHandle, HeaderMap, Level};
 use crate::module::{Shared, CURRENT_ANSWER};
 use crate::store::STORE;
 
@@ -26,7 +26,7 @@ use crate::store::STORE;
 #[derive(Debug)]
 pub struct CounterSeries {
     config: u64,
-    envoy: Config,
+    envoy: Arc<dyn ConfigHandle>,
     family_id: usize,
     labels: Vec<String>,
     pending: AtomicU64,
@@ -119,11 +119,11 @@ impl Host for EnvoyHost {
     }
 
     fn log(&self, lvl: LogLevel, message: &str) {
-        abi::log(level(lvl), message);
+        self.shared.config.log(level(lvl), message);
     }
 
     fn log_enabled(&self, lvl: LogLevel) -> bool {
-        abi::log_enabled(level(lvl))
+        self.shared.config.log_enabled(level(lvl))
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -144,7 +144,7 @@ impl Host for EnvoyHost {
             MetricKind::Counter => {
                 let counter = Arc::new(CounterSeries {
                     config: self.shared.id,
-                    envoy: self.shared.config,
+                    envoy: Arc::clone(&self.shared.config),
                     family_id,
                     labels,
                     pending: AtomicU64::new(0),
@@ -204,15 +204,18 @@ impl Host for EnvoyHost {
     }
 }
 
+/// The response-code details of the module's local replies (413, 503).
+const LOCAL_REPLY_DETAILS: &str = "alternator_mesh_local_reply";
+
 /// The HTTP stream whose hook is running.
 #[derive(Debug)]
-pub struct EnvoyStream<'a> {
-    pub envoy: &'a Filter,
+pub struct EnvoyStream<'a, E> {
+    pub envoy: &'a E,
     /// When the stream began: the request's duration at stream end is measured from it.
     pub started: Instant,
 }
 
-impl Stream for EnvoyStream<'_> {
+impl<E: FilterHandle> Stream for EnvoyStream<'_, E> {
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         self.envoy.header(HeaderMap::Request, name)
     }
@@ -261,7 +264,8 @@ impl Stream for EnvoyStream<'_> {
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-        self.envoy.send_response(status, headers, body);
+        self.envoy
+            .send_response(status, headers, body, LOCAL_REPLY_DETAILS);
         true
     }
 }
