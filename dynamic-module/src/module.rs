@@ -80,8 +80,6 @@ impl Shared {
 }
 
 thread_local! {
-    /// The callout answer being delivered to the engine (main thread).
-    pub static CURRENT_ANSWER: RefCell<Option<CalloutAnswer>> = const { RefCell::new(None) };
     /// Each configuration's engine root, by configuration id (main thread).
     static ROOTS: RefCell<HashMap<u64, Root<EnvoyHost>>> = RefCell::new(HashMap::new());
     /// Answers that arrived while a root was busy (Envoy answering a callout inside the
@@ -277,19 +275,12 @@ fn with_root(id: u64, f: impl FnOnce(&mut Root<EnvoyHost>)) -> bool {
     })
 }
 
+/// Hands a callout answer to configuration `id`'s root; gives it back when the root is busy.
 fn deliver(id: u64, callout_id: u64, answer: CalloutAnswer) -> Option<CalloutAnswer> {
-    let Ok(token) = u32::try_from(callout_id) else {
-        return None;
-    };
-    let size = answer.body.len();
-    CURRENT_ANSWER.set(Some(answer));
-    let delivered = with_root(id, |root| root.on_http_call_response(token, size));
-    let answer = CURRENT_ANSWER.take();
-    if delivered {
-        None
-    } else {
-        answer
-    }
+    let delivered = with_root(id, |root| {
+        root.on_agent_answer(callout_id, &answer.headers, &answer.body);
+    });
+    (!delivered).then_some(answer)
 }
 
 fn deliver_pending() {

@@ -202,3 +202,30 @@ fn agent_answers_are_classified_and_bad_ones_keep_the_snapshot() {
     assert_eq!(envoy.metric("alternator_snapshot_version", &[]), Some(43));
     module.destroy();
 }
+
+#[test]
+fn envoy_callout_ids_beyond_u32_reach_the_engine_whole() {
+    let _serial = serial();
+    // Ids that agree in their low 32 bits: only the whole u64 tells the answers apart.
+    let first = (7u64 << 32) | 1;
+    let (envoy, module) = configured("{}", first);
+    let id = answer_poll(&envoy, &module, ok(45, snapshot(45, "active")));
+    assert_eq!(id, first);
+    module.on_scheduled(0);
+    assert_eq!(
+        envoy.metric("alternator_agent_polls_total", &["updated"]),
+        Some(1)
+    );
+    assert_eq!(envoy.metric("alternator_snapshot_version", &[]), Some(45));
+    // The long-poll now in flight is answered only under its own id.
+    let long_poll = envoy.take_callouts().pop().expect("the next poll");
+    module.on_callout_done(long_poll.id & u64::from(u32::MAX), CalloutAnswer::default());
+    module.on_callout_done(long_poll.id, ok(46, snapshot(46, "active")));
+    module.on_scheduled(0);
+    assert_eq!(
+        envoy.metric("alternator_agent_polls_total", &["failed"]),
+        None
+    );
+    assert_eq!(envoy.metric("alternator_snapshot_version", &[]), Some(46));
+    module.destroy();
+}
