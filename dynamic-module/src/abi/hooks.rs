@@ -339,60 +339,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     })
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    filter_envoy: FilterEnvoyPtr,
-    filter: FilterModulePtr,
-    end_of_stream: bool,
-) -> u32 {
-    // SAFETY: the pointers of this hook.
-    headers_status(unsafe {
-        dispatch(filter_envoy, filter, OnPanic::Reply, |s, e| {
-            s.on_request_headers(e, end_of_stream)
-        })
-    })
+/// The request and response hooks: each hands the stream to one [`HttpFilter`] method and
+/// turns its answer into that hook's ABI status; a panic fails the stream.
+macro_rules! stream_hooks {
+    ($($name:ident => $method:ident, $status:ident;)*) => {$(
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            filter_envoy: FilterEnvoyPtr,
+            filter: FilterModulePtr,
+            end_of_stream: bool,
+        ) -> u32 {
+            // SAFETY: Envoy passes this hook its own pointers.
+            $status(unsafe {
+                dispatch(filter_envoy, filter, OnPanic::Reply, |s, e| {
+                    s.$method(e, end_of_stream)
+                })
+            })
+        }
+    )*};
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    filter_envoy: FilterEnvoyPtr,
-    filter: FilterModulePtr,
-    end_of_stream: bool,
-) -> u32 {
-    // SAFETY: the pointers of this hook.
-    body_status(unsafe {
-        dispatch(filter_envoy, filter, OnPanic::Reply, |s, e| {
-            s.on_request_body(e, end_of_stream)
-        })
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    filter_envoy: FilterEnvoyPtr,
-    filter: FilterModulePtr,
-    end_of_stream: bool,
-) -> u32 {
-    // SAFETY: the pointers of this hook.
-    headers_status(unsafe {
-        dispatch(filter_envoy, filter, OnPanic::Reply, |s, e| {
-            s.on_response_headers(e, end_of_stream)
-        })
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    filter_envoy: FilterEnvoyPtr,
-    filter: FilterModulePtr,
-    end_of_stream: bool,
-) -> u32 {
-    // SAFETY: the pointers of this hook.
-    body_status(unsafe {
-        dispatch(filter_envoy, filter, OnPanic::Reply, |s, e| {
-            s.on_response_body(e, end_of_stream)
-        })
-    })
+stream_hooks! {
+    envoy_dynamic_module_on_http_filter_request_headers => on_request_headers, headers_status;
+    envoy_dynamic_module_on_http_filter_request_body => on_request_body, body_status;
+    envoy_dynamic_module_on_http_filter_response_headers => on_response_headers, headers_status;
+    envoy_dynamic_module_on_http_filter_response_body => on_response_body, body_status;
 }
 
 #[no_mangle]

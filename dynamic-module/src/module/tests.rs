@@ -62,13 +62,32 @@ fn ok(version: u64, body: String) -> CalloutAnswer {
     }
 }
 
-fn get_item() -> MockFilter {
-    MockFilter::request(&[
+/// A configuration (callout ids from `first_callout`) holding snapshot `version`, whose nodes
+/// are all `health`; and the guard that keeps other tests out meanwhile.
+fn holding(
+    version: u64,
+    health: &str,
+    first_callout: u64,
+) -> (MutexGuard<'static, ()>, Arc<MockConfig>, ModuleConfig) {
+    let serial = serial();
+    let (envoy, module) = configured("{}", first_callout);
+    let id = answer_poll(&envoy, &module, ok(version, snapshot(version, health)));
+    assert_eq!(id, first_callout);
+    (serial, envoy, module)
+}
+
+/// A GetItem without a body through a new stream's request-headers hook: Envoy's side of the
+/// stream, the module's, and what the hook answered.
+fn get_item(module: &ModuleConfig) -> (MockFilter, FilterState, HookStatus) {
+    let stream = MockFilter::request(&[
         (":method", "POST"),
         ("x-amz-target", "DynamoDB_20120810.GetItem"),
         // A client's own routing header is never obeyed.
         ("x-alternator-endpoints", "10.9.9.9:8000"),
-    ])
+    ]);
+    let mut filter = module.new_filter();
+    let status = filter.on_request_headers(&stream, true);
+    (stream, filter, status)
 }
 
 #[test]
@@ -103,16 +122,10 @@ fn an_invalid_configuration_is_refused_with_the_field_it_names() {
 
 #[test]
 fn a_request_gets_the_routing_header_and_is_counted() {
-    let _serial = serial();
-    let (envoy, module) = configured("{}", 1);
-    answer_poll(&envoy, &module, ok(41, snapshot(41, "active")));
+    let (_serial, envoy, module) = holding(41, "active", 1);
 
-    let stream = get_item();
-    let mut filter = module.new_filter();
-    assert_eq!(
-        filter.on_request_headers(&stream, true),
-        HookStatus::Continue
-    );
+    let (stream, mut filter, status) = get_item(&module);
+    assert_eq!(status, HookStatus::Continue);
     assert_eq!(stream.request_header_count("x-alternator-endpoints"), 1);
     let header = stream.request_header("x-alternator-endpoints").unwrap();
     let candidates: Vec<&str> = header.split(',').collect();
@@ -152,13 +165,10 @@ fn a_request_gets_the_routing_header_and_is_counted() {
 
 #[test]
 fn no_node_to_serve_is_a_503_the_sdk_retries() {
-    let _serial = serial();
-    let (envoy, module) = configured("{}", 1);
-    answer_poll(&envoy, &module, ok(42, snapshot(42, "down")));
+    let (_serial, envoy, module) = holding(42, "down", 1);
 
-    let stream = get_item();
-    let mut filter = module.new_filter();
-    assert_eq!(filter.on_request_headers(&stream, true), HookStatus::Stop);
+    let (stream, mut filter, status) = get_item(&module);
+    assert_eq!(status, HookStatus::Stop);
     let replies = stream.replies();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].status, 503);
@@ -173,9 +183,7 @@ fn no_node_to_serve_is_a_503_the_sdk_retries() {
 
 #[test]
 fn agent_answers_are_classified_and_bad_ones_keep_the_snapshot() {
-    let _serial = serial();
-    let (envoy, module) = configured("{}", 1);
-    answer_poll(&envoy, &module, ok(43, snapshot(43, "active")));
+    let (_serial, envoy, module) = holding(43, "active", 1);
     // A callout that failed without a response: no headers at all.
     answer_poll(&envoy, &module, CalloutAnswer::default());
     module.on_scheduled(0);
@@ -184,12 +192,8 @@ fn agent_answers_are_classified_and_bad_ones_keep_the_snapshot() {
         Some(1)
     );
     // The error backoff passes before the next poll; the snapshot stays in use meanwhile.
-    let stream = get_item();
-    let mut filter = module.new_filter();
-    assert_eq!(
-        filter.on_request_headers(&stream, true),
-        HookStatus::Continue
-    );
+    let (stream, mut filter, status) = get_item(&module);
+    assert_eq!(status, HookStatus::Continue);
     assert!(stream.request_header("x-alternator-endpoints").is_some());
     filter.on_stream_complete(&stream);
     // An answer to a callout the poller did not start changes nothing.
@@ -205,12 +209,8 @@ fn agent_answers_are_classified_and_bad_ones_keep_the_snapshot() {
 
 #[test]
 fn envoy_callout_ids_beyond_u32_reach_the_engine_whole() {
-    let _serial = serial();
     // Ids that agree in their low 32 bits: only the whole u64 tells the answers apart.
-    let first = (7u64 << 32) | 1;
-    let (envoy, module) = configured("{}", first);
-    let id = answer_poll(&envoy, &module, ok(45, snapshot(45, "active")));
-    assert_eq!(id, first);
+    let (_serial, envoy, module) = holding(45, "active", (7u64 << 32) | 1);
     module.on_scheduled(0);
     assert_eq!(
         envoy.metric("alternator_agent_polls_total", &["updated"]),
