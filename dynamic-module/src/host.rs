@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
 
-use crate::abi::{self, Attribute, Config, Filter, HeaderMap, Level};
-use crate::module::{Shared, CURRENT_ANSWER};
+use crate::abi::{Attribute, ConfigHandle, FilterHandle, HeaderMap, Level};
+use crate::module::Shared;
 use crate::store::STORE;
 
 /// A counter series the engine defined: its family's Envoy id, its label values, and what
@@ -26,7 +26,7 @@ use crate::store::STORE;
 #[derive(Debug)]
 pub struct CounterSeries {
     config: u64,
-    envoy: Config,
+    envoy: Arc<dyn ConfigHandle>,
     family_id: usize,
     labels: Vec<String>,
     pending: AtomicU64,
@@ -100,18 +100,10 @@ fn level(level: LogLevel) -> Level {
     }
 }
 
-/// `family;label=value;...` (the engine's flat metric name) split into the family name and
-/// the label values, in order.
-fn split_flat_name(name: &str) -> (&str, Vec<String>) {
-    let mut parts = name.split(';');
-    let family = parts.next().unwrap_or_default();
-    let values = parts
-        .map(|part| part.split_once('=').map_or(part, |(_, v)| v).to_string())
-        .collect();
-    (family, values)
-}
-
 impl Host for EnvoyHost {
+    /// Envoy's id of a configuration-level callout.
+    type CallId = u64;
+
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -119,11 +111,11 @@ impl Host for EnvoyHost {
     }
 
     fn log(&self, lvl: LogLevel, message: &str) {
-        abi::log(level(lvl), message);
+        self.shared.config.log(level(lvl), message);
     }
 
     fn log_enabled(&self, lvl: LogLevel) -> bool {
-        abi::log_enabled(level(lvl))
+        self.shared.config.log_enabled(level(lvl))
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -134,9 +126,11 @@ impl Host for EnvoyHost {
         STORE.set(key, value, cas)
     }
 
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
-        let (family, labels) = split_flat_name(name);
-        let family_id = self.shared.metric_family(family)?;
+    /// Envoy's labelled metrics: the family was defined with its label names when the
+    /// configuration was created; a series is its label values.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u32> {
+        let family_id = self.shared.metric_family(name)?;
+        let labels = labels.iter().map(|(_, value)| value.to_string()).collect();
         let mut series = self.series.borrow_mut();
         let id = u32::try_from(series.len()).ok()?;
         series.push(match kind {
@@ -144,7 +138,7 @@ impl Host for EnvoyHost {
             MetricKind::Counter => {
                 let counter = Arc::new(CounterSeries {
                     config: self.shared.id,
-                    envoy: self.shared.config,
+                    envoy: Arc::clone(&self.shared.config),
                     family_id,
                     labels,
                     pending: AtomicU64::new(0),
@@ -179,40 +173,23 @@ impl Host for EnvoyHost {
         cluster: &str,
         headers: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<u32, String> {
-        let id = self.shared.config.http_callout(cluster, headers, timeout)?;
-        u32::try_from(id).map_err(|_| format!("callout id {id} does not fit the engine's token"))
-    }
-
-    fn http_call_response_header(&self, name: &str) -> Option<String> {
-        CURRENT_ANSWER.with_borrow(|answer| {
-            answer.as_ref().and_then(|a| {
-                a.headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            })
-        })
-    }
-
-    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
-        CURRENT_ANSWER.with_borrow(|answer| {
-            answer
-                .as_ref()
-                .map(|a| a.body[..a.body.len().min(size)].to_vec())
-        })
+    ) -> Result<u64, String> {
+        self.shared.config.http_callout(cluster, headers, timeout)
     }
 }
 
+/// The response-code details of the module's local replies (413, 503).
+const LOCAL_REPLY_DETAILS: &str = "alternator_mesh_local_reply";
+
 /// The HTTP stream whose hook is running.
 #[derive(Debug)]
-pub struct EnvoyStream<'a> {
-    pub envoy: &'a Filter,
+pub struct EnvoyStream<'a, E> {
+    pub envoy: &'a E,
     /// When the stream began: the request's duration at stream end is measured from it.
     pub started: Instant,
 }
 
-impl Stream for EnvoyStream<'_> {
+impl<E: FilterHandle> Stream for EnvoyStream<'_, E> {
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         self.envoy.header(HeaderMap::Request, name)
     }
@@ -261,27 +238,8 @@ impl Stream for EnvoyStream<'_> {
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-        self.envoy.send_response(status, headers, body);
+        self.envoy
+            .send_response(status, headers, body, LOCAL_REPLY_DETAILS);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_flat_name;
-
-    #[test]
-    fn flat_names_split_into_family_and_label_values() {
-        assert_eq!(
-            split_flat_name("alternator_requests_total;node=10.0.0.1:8000;choice=first"),
-            (
-                "alternator_requests_total",
-                vec!["10.0.0.1:8000".to_string(), "first".to_string()]
-            )
-        );
-        assert_eq!(
-            split_flat_name("alternator_no_route_total"),
-            ("alternator_no_route_total", vec![])
-        );
     }
 }

@@ -10,15 +10,17 @@
 //! routing (pure rules) ← engine (decisions, host traits) ← dynamic-module (Envoy's C ABI)
 //! ```
 //!
-//! - [`abi`]: Envoy's C ABI — declarations, event hooks, safe handles. The only `unsafe`
-//!   code of the project lives there, each block with its `SAFETY:` reason, and no panic
-//!   crosses into Envoy.
-//! - [`module`]: configurations, per-thread engine workers, streams.
-//! - [`host`]: the engine's host traits over the handles.
+//! - [`abi`]: Envoy's C ABI — raw declarations (`abi::sys`), safe handles and the traits
+//!   they implement (`abi::handles`), exported hooks dispatching to the module's traits
+//!   (`abi::hooks`). The only `unsafe` code of the project lives there, each block with its
+//!   `SAFETY:` reason, and no panic crosses into Envoy.
+//! - [`module`]: configurations, per-thread engine workers, streams: implements the hooks'
+//!   traits over the handle traits, so its tests run against a mock Envoy.
+//! - [`host`]: the engine's host traits over the handle traits.
 //! - [`store`]: the state every worker thread shares, read without locking.
-#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The workspace denies `unsafe_code`; the ABI module alone may use it.
 #[allow(unsafe_code)]
 pub mod abi;
 pub mod host;

@@ -32,25 +32,24 @@ use std::time::{Duration, Instant};
 use alternator_engine::metrics::FAMILIES;
 use alternator_engine::{Action, FilterConfig, MetricKind, RequestFlow, Root, Worker};
 
-use crate::abi::{self, Config, Filter, Level, Scheduler};
+use crate::abi::{
+    CalloutAnswer, ConfigHandle, FilterHandle, HookStatus, HttpFilter, HttpFilterConfig, Level,
+    SchedulerHandle,
+};
 use crate::host::{flush_counters, EnvoyHost, EnvoyStream};
 use crate::store::STORE;
 
-/// Panics caught at the FFI boundary (see `abi::guard`) since the last report.
+/// Panics caught at the FFI boundary (see `abi::hooks`) since the last report.
 static PANICS: AtomicU64 = AtomicU64::new(0);
 static NEXT_CONFIG_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Counted whenever a hook panicked and the request went on with ordinary routing.
+/// Counted whenever a hook panicked: its stream's state was dropped and the stream failed.
 pub const PANICS_METRIC: &str = "alternator_module_panics_total";
 
 /// How often a worker refreshes its view when nothing was written to the store.
 const REFRESH_PERIOD: Duration = Duration::from_secs(1);
 /// How often a busy worker tells the poller (through the store) that it routes traffic.
 const TRAFFIC_PERIOD: Duration = Duration::from_secs(1);
-
-pub fn note_panic() {
-    PANICS.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Panics caught and not yet reported to Envoy.
 pub fn panics_pending() -> u64 {
@@ -62,7 +61,7 @@ pub fn panics_pending() -> u64 {
 #[derive(Debug)]
 pub struct Shared {
     pub id: u64,
-    pub config: Config,
+    pub config: Arc<dyn ConfigHandle>,
     bytes: Vec<u8>,
     families: Vec<(&'static str, usize)>,
     panics: Option<usize>,
@@ -80,16 +79,7 @@ impl Shared {
     }
 }
 
-/// The agent's answer to a configuration-level callout, as the engine reads it.
-#[derive(Debug, Default)]
-pub struct CalloutAnswer {
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
 thread_local! {
-    /// The callout answer being delivered to the engine (main thread).
-    pub static CURRENT_ANSWER: RefCell<Option<CalloutAnswer>> = const { RefCell::new(None) };
     /// Each configuration's engine root, by configuration id (main thread).
     static ROOTS: RefCell<HashMap<u64, Root<EnvoyHost>>> = RefCell::new(HashMap::new());
     /// Answers that arrived while a root was busy (Envoy answering a callout inside the
@@ -117,7 +107,7 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn start(scheduler: Scheduler, period: Duration) -> Option<Ticker> {
+    fn start(scheduler: Box<dyn SchedulerHandle>, period: Duration) -> Option<Ticker> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -168,18 +158,18 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-fn log(level: Level, message: &str) {
-    if abi::log_enabled(level) {
-        abi::log(level, message);
+fn log(envoy: &dyn ConfigHandle, level: Level, message: &str) {
+    if envoy.log_enabled(level) {
+        envoy.log(level, message);
     }
 }
 
 /// Envoy creates a filter configuration (main thread). `None` rejects it: the error is
 /// logged with the field it names, and Envoy refuses the configuration.
-pub fn config_new(config: Config, name: &[u8], bytes: &[u8]) -> Option<ModuleConfig> {
+fn config_new(config: Arc<dyn ConfigHandle>, name: &[u8], bytes: &[u8]) -> Option<ModuleConfig> {
     prune_dead_roots();
     if let Err(e) = FilterConfig::parse(bytes) {
-        log(Level::Error, &format!("alternator-filter: {e}"));
+        log(&*config, Level::Error, &format!("alternator-filter: {e}"));
         return None;
     }
     let mut families = Vec::with_capacity(FAMILIES.len());
@@ -188,6 +178,7 @@ pub fn config_new(config: Config, name: &[u8], bytes: &[u8]) -> Option<ModuleCon
         match config.define_metric(gauge, family.name, family.labels) {
             Some(id) => families.push((family.name, id)),
             None => log(
+                &*config,
                 Level::Warn,
                 &format!(
                     "alternator-filter: Envoy refused metric {}; it will not be reported",
@@ -199,7 +190,7 @@ pub fn config_new(config: Config, name: &[u8], bytes: &[u8]) -> Option<ModuleCon
     let panics = config.define_metric(false, PANICS_METRIC, &[]);
     let shared = Arc::new(Shared {
         id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
-        config,
+        config: Arc::clone(&config),
         bytes: bytes.to_vec(),
         families,
         panics,
@@ -211,11 +202,13 @@ pub fn config_new(config: Config, name: &[u8], bytes: &[u8]) -> Option<ModuleCon
     let ticker = config.scheduler().and_then(|s| Ticker::start(s, tick));
     if ticker.is_none() {
         log(
+            &*config,
             Level::Error,
             "alternator-filter: cannot schedule the agent poll; routing falls back to Envoy's policy",
         );
     }
     log(
+        &*config,
         Level::Info,
         &format!(
             "alternator-filter: native module configured ({}), agent poll every {} ms",
@@ -227,7 +220,7 @@ pub fn config_new(config: Config, name: &[u8], bytes: &[u8]) -> Option<ModuleCon
 }
 
 /// Envoy destroys a configuration, after every filter it created.
-pub fn config_destroy(config: ModuleConfig) {
+fn config_destroy(config: ModuleConfig) {
     let ModuleConfig { shared, ticker } = config;
     drop(ticker); // Stops and joins the ticker before the root goes.
     shared.alive.store(false, Ordering::Release);
@@ -282,19 +275,12 @@ fn with_root(id: u64, f: impl FnOnce(&mut Root<EnvoyHost>)) -> bool {
     })
 }
 
+/// Hands a callout answer to configuration `id`'s root; gives it back when the root is busy.
 fn deliver(id: u64, callout_id: u64, answer: CalloutAnswer) -> Option<CalloutAnswer> {
-    let Ok(token) = u32::try_from(callout_id) else {
-        return None;
-    };
-    let size = answer.body.len();
-    CURRENT_ANSWER.set(Some(answer));
-    let delivered = with_root(id, |root| root.on_http_call_response(token, size));
-    let answer = CURRENT_ANSWER.take();
-    if delivered {
-        None
-    } else {
-        answer
-    }
+    let delivered = with_root(id, |root| {
+        root.on_agent_answer(callout_id, &answer.headers, &answer.body);
+    });
+    (!delivered).then_some(answer)
 }
 
 fn deliver_pending() {
@@ -309,7 +295,7 @@ fn deliver_pending() {
 }
 
 /// The ticker's event (main thread): the poller's tick, and the panic count.
-pub fn config_scheduled(config: &ModuleConfig, _event_id: u64) {
+fn config_scheduled(config: &ModuleConfig, _event_id: u64) {
     prune_dead_roots();
     let panics = PANICS.swap(0, Ordering::Relaxed);
     if panics > 0 {
@@ -317,8 +303,9 @@ pub fn config_scheduled(config: &ModuleConfig, _event_id: u64) {
             config.shared.config.record_metric(false, id, &[], panics);
         }
         log(
+            &*config.shared.config,
             Level::Error,
-            &format!("alternator-filter: {panics} hook call(s) panicked; those requests were routed by Envoy's own policy"),
+            &format!("alternator-filter: {panics} hook call(s) panicked; their streams were failed (503) and their state dropped"),
         );
     }
     with_root(config.shared.id, Root::on_tick);
@@ -327,7 +314,7 @@ pub fn config_scheduled(config: &ModuleConfig, _event_id: u64) {
 }
 
 /// The agent answered a configuration-level callout (main thread).
-pub fn config_callout_done(config: &ModuleConfig, callout_id: u64, answer: CalloutAnswer) {
+fn config_callout_done(config: &ModuleConfig, callout_id: u64, answer: CalloutAnswer) {
     if let Some(answer) = deliver(config.shared.id, callout_id, answer) {
         PENDING.with_borrow_mut(|p| p.push((config.shared.id, callout_id, answer)));
         return;
@@ -409,10 +396,14 @@ pub struct FilterState {
 }
 
 /// A new stream (worker thread).
-pub fn filter_new(config: &ModuleConfig) -> FilterState {
+fn filter_new(config: &ModuleConfig) -> FilterState {
     let slot = worker_for(&config.shared);
     if slot.is_none() {
-        log(Level::Error, "alternator-filter: no worker for this configuration; the request is routed by Envoy's own policy");
+        log(
+            &*config.shared.config,
+            Level::Error,
+            "alternator-filter: no worker for this configuration; the request is routed by Envoy's own policy",
+        );
     }
     let started = Instant::now();
     let flow = slot.as_ref().map(|slot| {
@@ -426,74 +417,107 @@ pub fn filter_new(config: &ModuleConfig) -> FilterState {
     }
 }
 
-fn paused(action: Action) -> bool {
-    action == Action::Pause
+fn status(action: Action) -> HookStatus {
+    match action {
+        Action::Continue => HookStatus::Continue,
+        Action::Pause => HookStatus::Stop,
+    }
 }
 
-/// Whether Envoy should hold the request headers.
-pub fn request_headers(state: &mut FilterState, envoy: &Filter, end_of_stream: bool) -> bool {
-    let Some(flow) = state.flow.as_mut() else {
-        return false;
-    };
-    paused(flow.on_request_headers(
-        &mut EnvoyStream {
-            envoy,
-            started: state.started,
-        },
-        end_of_stream,
-    ))
+impl FilterState {
+    /// Runs the request flow, if this stream has one, over Envoy's side of the stream.
+    fn flow<E: FilterHandle>(
+        &mut self,
+        envoy: &E,
+        step: impl FnOnce(&mut RequestFlow<EnvoyHost>, &mut EnvoyStream<'_, E>) -> Action,
+    ) -> HookStatus {
+        let Some(flow) = self.flow.as_mut() else {
+            return HookStatus::Continue;
+        };
+        status(step(
+            flow,
+            &mut EnvoyStream {
+                envoy,
+                started: self.started,
+            },
+        ))
+    }
 }
 
-/// Whether Envoy should buffer the request body and hold it.
-pub fn request_body(state: &mut FilterState, envoy: &Filter, end_of_stream: bool) -> bool {
-    let Some(flow) = state.flow.as_mut() else {
-        return false;
-    };
-    let size = envoy.body_size(true);
-    paused(flow.on_request_body(
-        &mut EnvoyStream {
-            envoy,
-            started: state.started,
-        },
-        size,
-        end_of_stream,
-    ))
-}
+impl HttpFilter for FilterState {
+    fn on_request_headers(&mut self, envoy: &impl FilterHandle, end_of_stream: bool) -> HookStatus {
+        self.flow(envoy, |flow, stream| {
+            flow.on_request_headers(stream, end_of_stream)
+        })
+    }
 
-pub fn response_headers(state: &mut FilterState, envoy: &Filter) {
-    if let Some(flow) = state.flow.as_mut() {
-        flow.on_response_headers(&mut EnvoyStream {
-            envoy,
-            started: state.started,
+    /// Stop: Envoy buffers the request body and holds it.
+    fn on_request_body(&mut self, envoy: &impl FilterHandle, end_of_stream: bool) -> HookStatus {
+        let size = envoy.body_size(true);
+        self.flow(envoy, |flow, stream| {
+            flow.on_request_body(stream, size, end_of_stream)
+        })
+    }
+
+    fn on_response_headers(
+        &mut self,
+        envoy: &impl FilterHandle,
+        _end_of_stream: bool,
+    ) -> HookStatus {
+        // The response headers are never held.
+        self.flow(envoy, |flow, stream| {
+            flow.on_response_headers(stream);
+            Action::Continue
+        })
+    }
+
+    /// Stop: Envoy buffers the response body and holds it.
+    fn on_response_body(&mut self, envoy: &impl FilterHandle, end_of_stream: bool) -> HookStatus {
+        let size = envoy.body_size(false);
+        self.flow(envoy, |flow, stream| {
+            flow.on_response_body(stream, size, end_of_stream)
+        })
+    }
+
+    /// The stream is done (Envoy's stream-complete hook, before the access log).
+    fn on_stream_complete(&mut self, envoy: &impl FilterHandle) {
+        self.flow(envoy, |flow, stream| {
+            flow.on_stream_end(stream);
+            Action::Continue
         });
+        if let Some(slot) = &self.slot {
+            slot.after_request();
+        }
     }
 }
 
-/// Whether Envoy should buffer the response body and hold it.
-pub fn response_body(state: &mut FilterState, envoy: &Filter, end_of_stream: bool) -> bool {
-    let Some(flow) = state.flow.as_mut() else {
-        return false;
-    };
-    let size = envoy.body_size(false);
-    paused(flow.on_response_body(
-        &mut EnvoyStream {
-            envoy,
-            started: state.started,
-        },
-        size,
-        end_of_stream,
-    ))
+impl HttpFilterConfig for ModuleConfig {
+    type Filter = FilterState;
+
+    fn new(envoy: Arc<dyn ConfigHandle>, name: &[u8], config: &[u8]) -> Option<Self> {
+        config_new(envoy, name, config)
+    }
+
+    fn on_scheduled(&self, event_id: u64) {
+        config_scheduled(self, event_id);
+    }
+
+    fn on_callout_done(&self, callout_id: u64, answer: CalloutAnswer) {
+        config_callout_done(self, callout_id, answer);
+    }
+
+    fn new_filter(&self) -> FilterState {
+        filter_new(self)
+    }
+
+    fn destroy(self) {
+        config_destroy(self);
+    }
+
+    fn note_panic() {
+        PANICS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// The stream is done (Envoy's stream-complete hook, before the access log).
-pub fn stream_complete(state: &mut FilterState, envoy: &Filter) {
-    if let Some(flow) = state.flow.as_mut() {
-        flow.on_stream_end(&EnvoyStream {
-            envoy,
-            started: state.started,
-        });
-    }
-    if let Some(slot) = &state.slot {
-        slot.after_request();
-    }
-}
+#[cfg(test)]
+mod tests;

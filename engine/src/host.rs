@@ -4,12 +4,18 @@
 //! worker's view of the proxy: clock, logging, state shared by every worker of one proxy,
 //! metrics, and HTTP calls to a cluster. [`Stream`] is one request in flight: its headers,
 //! buffered bodies and the stream properties Envoy reports when it ends. The proxy-wasm build
-//! (`filter/`) implements both with host calls; the engine's tests implement them with a
-//! scripted mock.
+//! (`filter/`) and the native dynamic module (`dynamic-module/`) implement both; the engine's
+//! tests implement them with a scripted mock.
+//!
+//! The seam carries meaning, not a host's encoding: metrics are defined by family name and
+//! label pairs (a host with flat stat names composes its own form, one with labelled stats
+//! uses them), and the answer to an HTTP call is pushed into the engine
+//! ([`crate::Root::on_agent_answer`]) with the host's own call id ([`Host::CallId`]).
 //!
 //! Every method reports failure as a value (`None`, `false`, `Err`): the engine degrades to
 //! ordinary routing, it never aborts a request because the host misbehaved.
 
+use std::fmt;
 use std::time::Duration;
 
 /// Severity of a log line, in the proxy's order.
@@ -40,6 +46,10 @@ pub enum SharedError {
 
 /// The proxy as one worker sees it.
 pub trait Host {
+    /// The host's id of an HTTP call it started, handed back with the answer: proxy-wasm's
+    /// `u32` token, Envoy's `u64` callout id for a dynamic module.
+    type CallId: Copy + Eq + fmt::Debug;
+
     /// Milliseconds since the Unix epoch by the proxy's clock (0 if it cannot tell).
     fn now_ms(&self) -> u64;
 
@@ -55,24 +65,20 @@ pub trait Host {
     /// proxy-wasm does: the first write of a key cannot be guarded.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedError>;
 
-    /// The id of the metric `name` (labels encoded in the name, see `metrics`), defining it
-    /// on first use.
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    /// The id of the series of metric family `name` with these `(label, value)` pairs (in
+    /// the family's label order, see `metrics`), defining it on first use.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u32>;
     fn increment_metric(&self, id: u32, by: i64);
     fn record_metric(&self, id: u32, value: u64);
 
-    /// Starts a GET-like call to an upstream cluster; the answer arrives through the
-    /// engine's `on_http_call_response` with the returned token.
+    /// Starts a GET-like call to an upstream cluster; the host hands the answer to
+    /// [`crate::Root::on_agent_answer`] with the id returned here.
     fn dispatch_http_call(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<u32, String>;
-    /// A header of the call answer being delivered (`:status` included).
-    fn http_call_response_header(&self, name: &str) -> Option<String>;
-    /// The body of the call answer being delivered, up to `size` bytes.
-    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>>;
+    ) -> Result<Self::CallId, String>;
 }
 
 /// One HTTP stream through the proxy, as the engine's request flow sees it.

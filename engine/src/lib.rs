@@ -6,12 +6,13 @@
 //! headers to routing header, local replies and stream end ([`request`]), passive health and
 //! learned key names ([`worker`]), and what is counted ([`metrics`]).
 //!
-//! It reaches its proxy only through the traits in [`host`]: a proxy-wasm build (`filter/`)
-//! and any other host implement them; tests implement them with a scripted mock. No decision
-//! is taken in a host adapter.
+//! It reaches its proxy only through the traits in [`host`]: the proxy-wasm build (`filter/`)
+//! and the native Envoy dynamic module (`dynamic-module/`) implement them; tests implement
+//! them with a scripted mock. No decision is taken in a host adapter.
 //!
 //! ```text
-//! routing (pure rules) ← engine (decisions, host traits) ← filter (proxy-wasm host)
+//! routing (pure rules) ← engine (decisions, host traits) ← filter (proxy-wasm host, wasm32)
+//!                                                        ← dynamic-module (Envoy's C ABI, native)
 //! ```
 #![forbid(unsafe_code)]
 

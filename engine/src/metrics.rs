@@ -1,10 +1,12 @@
 //! The filter's metrics: one table of every family, its kind and labels, and the counters one
 //! worker keeps between two flushes.
 //!
-//! Proxies with flat metric names (proxy-wasm) get labels encoded in the name as
-//! `;label=value` segments; the shipped `envoy.yaml` turns each segment back into a tag with a
-//! `stats_config.stats_tags` regex, so `/stats/prometheus` shows for example
-//! `alternator_requests_total{node="127.0.0.2:8000",choice="first"}`. Envoy shares a metric
+//! The engine defines each series by family name and `(label, value)` pairs
+//! ([`Host::define_metric`]). A host with flat metric names (proxy-wasm) composes
+//! [`flat_name`], labels as `;label=value` segments; the shipped `envoy.yaml` turns each
+//! segment back into a tag with a `stats_config.stats_tags` regex, so `/stats/prometheus`
+//! shows for example `alternator_requests_total{node="127.0.0.2:8000",choice="first"}`. A host
+//! with labelled metrics (Envoy's dynamic modules) defines the families with their labels. Envoy shares a metric
 //! between every worker that defines the same name, so the numbers are per proxy.
 //!
 //! Counting costs no host call: each worker adds to its own counters, and [`Metrics::flush`]
@@ -336,23 +338,39 @@ impl Metric {
         SERIES[self.slot()].1
     }
 
-    /// The flat name a proxy defines: `family;label=value;...`.
-    pub fn flat_name(self) -> String {
+    /// This series' `(label, value)` pairs, in its family's label order.
+    pub fn labels(self) -> Vec<(&'static str, &'static str)> {
         let (_, family, values) = SERIES[self.slot()];
-        flat_name(family, values)
+        labels(family, values)
+    }
+
+    /// The name a host with flat metric names defines ([`flat_name`]).
+    pub fn flat_name(self) -> String {
+        flat_name(self.family().name, &self.labels())
     }
 }
 
-/// `family;label=value;...` for label values in the family's order.
-pub fn flat_name(family: Family, values: &[&str]) -> String {
-    let mut name = family.name.to_string();
-    for (label, value) in family.labels.iter().zip(values) {
-        name.push(';');
-        name.push_str(label);
-        name.push('=');
-        name.push_str(value);
+/// `family`'s label names paired with `values` (in the family's order).
+pub fn labels<'a>(family: Family, values: &[&'a str]) -> Vec<(&'static str, &'a str)> {
+    family
+        .labels
+        .iter()
+        .copied()
+        .zip(values.iter().copied())
+        .collect()
+}
+
+/// `name;label=value;...`: a series' name for a host whose metrics have no labels (proxy-wasm);
+/// the shipped `envoy.yaml` turns each segment back into a tag.
+pub fn flat_name(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut flat = name.to_string();
+    for (label, value) in labels {
+        flat.push(';');
+        flat.push_str(label);
+        flat.push('=');
+        flat.push_str(value);
     }
-    name
+    flat
 }
 
 /// The `choice` label of [`REQUESTS`]: served by the plan's first choice or a fallback.
@@ -428,7 +446,7 @@ impl Metrics {
         if let Some(id) = slot.get() {
             return id;
         }
-        let id = host.define_metric(metric.family().kind, &metric.flat_name());
+        let id = host.define_metric(metric.family().kind, metric.family().name, &metric.labels());
         slot.set(Some(id));
         id
     }
@@ -466,7 +484,11 @@ impl Metrics {
             let node = served.node.as_str();
             let ids = *served.ids.get_or_insert_with(|| {
                 CHOICES.map(|choice| {
-                    host.define_metric(REQUESTS.kind, &flat_name(REQUESTS, &[node, choice]))
+                    host.define_metric(
+                        REQUESTS.kind,
+                        REQUESTS.name,
+                        &labels(REQUESTS, &[node, choice]),
+                    )
                 })
             });
             for (id, count) in ids.iter().zip(std::mem::take(&mut served.pending)) {

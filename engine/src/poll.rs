@@ -22,10 +22,10 @@ use crate::shared;
 use crate::view::RoutingView;
 use crate::worker::Worker;
 
-/// A poll sent and not answered yet.
+/// A poll sent and not answered yet; `Id` is the host's call id ([`Host::CallId`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PendingPoll {
-    pub token: u32,
+pub struct PendingPoll<Id> {
+    pub token: Id,
     pub sent_at_ms: u64,
     pub deadline_ms: u64,
     /// Sent with `?traffic=1`.
@@ -105,14 +105,25 @@ fn millis(d: Duration) -> u64 {
 /// When the lease holder polls: at most one main poll and one traffic notification in
 /// flight, the next main poll after the answer (at once for a long-poll, a tick after the
 /// previous one otherwise, `error_backoff` after a failure).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PollSchedule {
-    main: Option<PendingPoll>,
-    notify: Option<PendingPoll>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSchedule<Id> {
+    main: Option<PendingPoll<Id>>,
+    notify: Option<PendingPoll<Id>>,
     next_poll_at_ms: u64,
 }
 
-impl PollSchedule {
+// Not derived: that would ask the host's call id for a default it does not need.
+impl<Id> Default for PollSchedule<Id> {
+    fn default() -> Self {
+        PollSchedule {
+            main: None,
+            notify: None,
+            next_poll_at_ms: 0,
+        }
+    }
+}
+
+impl<Id: Copy + Eq> PollSchedule<Id> {
     /// Forgets polls whose answer is more than `grace` overdue. The host answers every call
     /// (timeouts included), but a lost callback must not stop discovery for good.
     pub fn expire(&mut self, now: u64, grace: Duration) {
@@ -136,7 +147,7 @@ impl PollSchedule {
         }
     }
 
-    pub fn sent(&mut self, kind: PollKind, poll: PendingPoll) {
+    pub fn sent(&mut self, kind: PollKind, poll: PendingPoll<Id>) {
         match kind {
             PollKind::Main => self.main = Some(poll),
             PollKind::Notify => self.notify = Some(poll),
@@ -151,7 +162,7 @@ impl PollSchedule {
     }
 
     /// The poll `token` answers, taken out of flight (`None`: not ours, or given up on).
-    pub fn take(&mut self, token: u32) -> Option<(PollKind, PendingPoll)> {
+    pub fn take(&mut self, token: Id) -> Option<(PollKind, PendingPoll<Id>)> {
         if let Some(p) = self.main.filter(|p| p.token == token) {
             self.main = None;
             return Some((PollKind::Main, p));
@@ -167,7 +178,7 @@ impl PollSchedule {
     pub fn answered(
         &mut self,
         kind: PollKind,
-        poll: PendingPoll,
+        poll: PendingPoll<Id>,
         outcome: PollOutcome,
         now: u64,
         agent: &AgentConfig,
@@ -190,7 +201,7 @@ impl PollSchedule {
         self.next_poll_at_ms
     }
 
-    pub fn in_flight(&self, kind: PollKind) -> Option<PendingPoll> {
+    pub fn in_flight(&self, kind: PollKind) -> Option<PendingPoll<Id>> {
         match kind {
             PollKind::Main => self.main,
             PollKind::Notify => self.notify,
@@ -199,16 +210,26 @@ impl PollSchedule {
 }
 
 /// One worker's side of discovery: the lease and the schedule, carried out through the host.
-#[derive(Debug, Default)]
-pub struct Poller {
+#[derive(Debug)]
+pub struct Poller<Id> {
     worker_id: u64,
     holds_lease: bool,
-    schedule: PollSchedule,
+    schedule: PollSchedule<Id>,
 }
 
-impl Poller {
+impl<Id: Copy + Eq> Default for Poller<Id> {
+    fn default() -> Self {
+        Poller::new()
+    }
+}
+
+impl<Id: Copy + Eq> Poller<Id> {
     pub fn new() -> Self {
-        Poller::default()
+        Poller {
+            worker_id: 0,
+            holds_lease: false,
+            schedule: PollSchedule::default(),
+        }
     }
 
     /// A (re)configured worker: takes its lease owner id once, and starts polling afresh.
@@ -232,11 +253,11 @@ impl Poller {
         self.holds_lease
     }
 
-    pub fn schedule(&self) -> &PollSchedule {
+    pub fn schedule(&self) -> &PollSchedule<Id> {
         &self.schedule
     }
 
-    pub fn on_tick<H: Host>(&mut self, worker: &Worker<H>) {
+    pub fn on_tick<H: Host<CallId = Id>>(&mut self, worker: &Worker<H>) {
         let host = &worker.host;
         let now = host.now_ms();
         worker.publish_traffic();
@@ -312,13 +333,13 @@ impl Poller {
         }
     }
 
-    fn dispatch<H: Host>(
+    fn dispatch<H: Host<CallId = Id>>(
         &self,
         worker: &Worker<H>,
         now: u64,
         kind: PollKind,
         traffic: bool,
-    ) -> Option<PendingPoll> {
+    ) -> Option<PendingPoll<Id>> {
         let host = &worker.host;
         let agent = &worker.config.agent;
         let etag = host
@@ -355,21 +376,29 @@ impl Poller {
         }
     }
 
-    /// The answer to call `token` arrived (its headers and body readable through the host).
-    pub fn on_http_call_response<H: Host>(
+    /// The answer to call `token` arrived: its headers (`:status` included; none when the
+    /// call failed without a response) and body, as the host received them.
+    pub fn on_answer<H: Host<CallId = Id>, K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         worker: &Worker<H>,
-        token: u32,
-        body_size: usize,
+        token: Id,
+        headers: &[(K, V)],
+        body: &[u8],
     ) {
         let Some((kind, poll)) = self.schedule.take(token) else {
             return;
         };
         let host = &worker.host;
         let now = host.now_ms();
-        let status = host.http_call_response_header(":status");
-        let outcome = match answer_outcome(status.as_deref()) {
-            None => store(worker, now, body_size),
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_ref())
+        };
+        let status = header(":status");
+        let outcome = match answer_outcome(status) {
+            None => store(worker, now, body, header("etag")),
             Some(PollOutcome::NotModified) => {
                 let _ = host.shared_set(shared::CONFIRMED_AT_MS, now.to_string().as_bytes(), None);
                 PollOutcome::NotModified
@@ -395,16 +424,16 @@ impl Poller {
 }
 
 /// Validates and stores a 200 answer.
-fn store<H: Host>(worker: &Worker<H>, now: u64, body_size: usize) -> PollOutcome {
+fn store<H: Host>(worker: &Worker<H>, now: u64, body: &[u8], etag: Option<&str>) -> PollOutcome {
     let host = &worker.host;
-    let Some(body) = host.http_call_response_body(body_size) else {
+    if body.is_empty() {
         log_warn!(
             host,
             "alternator-filter: the agent answered 200 without a body"
         );
         return PollOutcome::Invalid;
-    };
-    let snapshot = match NodeSnapshot::from_json(&body) {
+    }
+    let snapshot = match NodeSnapshot::from_json(body) {
         Ok(s) => s,
         Err(e) => {
             log_error!(
@@ -414,13 +443,11 @@ fn store<H: Host>(worker: &Worker<H>, now: u64, body_size: usize) -> PollOutcome
             return PollOutcome::Invalid;
         }
     };
-    let etag = host
-        .http_call_response_header("etag")
-        .unwrap_or_else(|| format!("\"{}\"", snapshot.version()));
+    let etag = etag.map_or_else(|| format!("\"{}\"", snapshot.version()), str::to_string);
     let _ = host.shared_set(shared::CONFIRMED_AT_MS, now.to_string().as_bytes(), None);
     let stored_etag = host.shared_get(shared::ETAG).0;
     if stored_etag.as_deref() == Some(etag.as_bytes())
-        && host.shared_get(shared::SNAPSHOT).0.as_deref() == Some(&body[..])
+        && host.shared_get(shared::SNAPSHOT).0.as_deref() == Some(body)
     {
         return PollOutcome::NotModified;
     }
@@ -429,7 +456,7 @@ fn store<H: Host>(worker: &Worker<H>, now: u64, body_size: usize) -> PollOutcome
         .0
         .and_then(|b| NodeSnapshot::from_json(&b).ok());
     // Snapshot first, version key last: a reader that sees the new version finds the new bytes.
-    if host.shared_set(shared::SNAPSHOT, &body, None).is_err() {
+    if host.shared_set(shared::SNAPSHOT, body, None).is_err() {
         log_error!(
             host,
             "alternator-filter: cannot store the node snapshot in shared data"
@@ -456,7 +483,7 @@ fn store<H: Host>(worker: &Worker<H>, now: u64, body_size: usize) -> PollOutcome
         Scope::Rack { datacenter, rack } => (Some(datacenter), Some(rack.as_str())),
     };
     if let Some(datacenter) = datacenter {
-        if RoutingView::build(&body, config).is_ok_and(|v| !v.scope_has_nodes()) {
+        if RoutingView::build(body, config).is_ok_and(|v| !v.scope_has_nodes()) {
             log_warn!(
                 host,
                 "alternator-filter: no node of the snapshot is in scope datacenter {datacenter:?} \

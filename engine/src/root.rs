@@ -16,7 +16,7 @@ use crate::worker::Worker;
 pub struct Root<H: Host + Clone> {
     host: H,
     worker: Option<Rc<Worker<H>>>,
-    poller: Poller,
+    poller: Poller<H::CallId>,
 }
 
 impl<H: Host + Clone> Root<H> {
@@ -56,9 +56,17 @@ impl<H: Host + Clone> Root<H> {
         }
     }
 
-    pub fn on_http_call_response(&mut self, token: u32, body_size: usize) {
+    /// The host received the answer to HTTP call `id` (the id `dispatch_http_call` gave):
+    /// its headers, `:status` included (none at all when the call failed without a
+    /// response), and its body.
+    pub fn on_agent_answer<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        id: H::CallId,
+        headers: &[(K, V)],
+        body: &[u8],
+    ) {
         if let Some(worker) = self.worker.clone() {
-            self.poller.on_http_call_response(&worker, token, body_size);
+            self.poller.on_answer(&worker, id, headers, body);
         }
     }
 
@@ -76,7 +84,7 @@ impl<H: Host + Clone> Root<H> {
         self.worker.as_ref()
     }
 
-    pub fn poller(&self) -> &Poller {
+    pub fn poller(&self) -> &Poller<H::CallId> {
         &self.poller
     }
 }

@@ -223,7 +223,10 @@ fn every_series_renders_as_family_and_label_values() {
         assert!(names.insert(name), "{name} twice");
     }
     assert_eq!(
-        metrics::flat_name(REQUESTS, &["127.0.0.1:8000", "first"]),
+        metrics::flat_name(
+            REQUESTS.name,
+            &metrics::labels(REQUESTS, &["127.0.0.1:8000", "first"])
+        ),
         "alternator_requests_total;node=127.0.0.1:8000;choice=first"
     );
     // Every family but the per-node one has its series in the table.

@@ -538,7 +538,7 @@ fn answer_statuses_are_classified() {
     }
 }
 
-fn pending(token: u32, sent_at_ms: u64, long_poll: bool, traffic: bool) -> PendingPoll {
+fn pending(token: u32, sent_at_ms: u64, long_poll: bool, traffic: bool) -> PendingPoll<u32> {
     PendingPoll {
         token,
         sent_at_ms,

@@ -12,6 +12,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
+use alternator_engine::metrics::flat_name;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel as WasmLogLevel, MapType, MetricType, Status};
 
@@ -60,6 +61,9 @@ impl WasmHost {
 }
 
 impl Host for WasmHost {
+    /// proxy-wasm's token of a dispatched call.
+    type CallId = u32;
+
     fn now_ms(&self) -> u64 {
         hostcalls::get_current_time()
             .ok()
@@ -93,12 +97,14 @@ impl Host for WasmHost {
         })
     }
 
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+    /// proxy-wasm metrics have no labels: the series is named `family;label=value;...`,
+    /// which the shipped `envoy.yaml` turns back into tags.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u32> {
         let kind = match kind {
             MetricKind::Counter => MetricType::Counter,
             MetricKind::Gauge => MetricType::Gauge,
         };
-        hostcalls::define_metric(kind, name).ok()
+        hostcalls::define_metric(kind, &flat_name(name, labels)).ok()
     }
 
     fn increment_metric(&self, id: u32, by: i64) {
@@ -118,16 +124,14 @@ impl Host for WasmHost {
         hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
             .map_err(|status| format!("{status:?}"))
     }
+}
 
-    fn http_call_response_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
-            .ok()
-            .flatten()
-    }
-
-    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
-        buffer(BufferType::HttpCallResponseBody, 0, size)
-    }
+/// The answer to the HTTP call being delivered: its headers (`:status` included) and up to
+/// `body_size` bytes of its body.
+pub fn http_call_answer(body_size: usize) -> (Vec<(String, String)>, Vec<u8>) {
+    let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let body = buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
+    (headers, body)
 }
 
 impl Stream for WasmStream {

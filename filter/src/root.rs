@@ -8,7 +8,7 @@ use alternator_engine::Root;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use crate::host::{buffer, WasmHost};
+use crate::host::{buffer, http_call_answer, WasmHost};
 use crate::http::RequestContext;
 
 #[derive(Debug)]
@@ -45,7 +45,8 @@ impl Context for RootAdapter {
         body_size: usize,
         _trailers: usize,
     ) {
-        self.root.on_http_call_response(token, body_size);
+        let (headers, body) = http_call_answer(body_size);
+        self.root.on_agent_answer(token, &headers, &body);
     }
 }
 

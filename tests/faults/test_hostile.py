@@ -21,7 +21,7 @@ AKID, SECRET = "hostile-test-key", "hostile-test-secret"
 def filter_state(envoy) -> dict:
     """What changes when the filter fails. proxy-wasm: Envoy's wasm stats, VMs created and
     active (a crashed VM is replaced or lost) and the plugin's reload counters. Native module:
-    the hooks that panicked (each caught at the ABI boundary, its request routed by Envoy)."""
+    the hooks that panicked (each caught at the ABI boundary, its stream failed with a 503)."""
     if envoy.build == "native":
         return {"panics": metric(envoy, "alternator_module_panics_total")}
     return {

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
+use alternator_engine::metrics::flat_name;
 use alternator_engine::{Action, RequestFlow, Root};
 
 /// Where every test clock starts (ms since the epoch): far from 0, so that "expired at 0"
@@ -133,8 +134,6 @@ struct WorkerState {
     calls: Vec<Call>,
     next_token: u32,
     dispatch_error: Option<String>,
-    /// The call answer being delivered.
-    answer: Option<Answer>,
 }
 
 /// One worker VM's view of a scripted proxy.
@@ -332,14 +331,13 @@ impl MockHost {
 
     /// Delivers `answer` to call `token` of `root`, as the proxy would.
     pub fn answer(&self, root: &mut Root<MockHost>, token: u32, answer: Answer) {
-        let size = answer.body.len();
-        self.worker.borrow_mut().answer = Some(answer);
-        root.on_http_call_response(token, size);
-        self.worker.borrow_mut().answer = None;
+        root.on_agent_answer(token, &answer.headers, &answer.body);
     }
 }
 
 impl Host for MockHost {
+    type CallId = u32;
+
     fn now_ms(&self) -> u64 {
         self.clock.get()
     }
@@ -387,9 +385,11 @@ impl Host for MockHost {
         Ok(())
     }
 
-    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+    /// Metrics are held under their flat name, as the proxy-wasm build defines them.
+    fn define_metric(&self, kind: MetricKind, name: &str, labels: &[(&str, &str)]) -> Option<u32> {
+        let name = &flat_name(name, labels);
         let mut p = self.proxy.borrow_mut();
-        if let Some(i) = p.metrics.iter().position(|m| m.name == name) {
+        if let Some(i) = p.metrics.iter().position(|m| m.name == *name) {
             return u32::try_from(i + 1).ok();
         }
         p.metrics.push(MetricEntry {
@@ -446,23 +446,6 @@ impl Host for MockHost {
             timeout,
         });
         Ok(token)
-    }
-
-    fn http_call_response_header(&self, name: &str) -> Option<String> {
-        let w = self.worker.borrow();
-        let answer = w.answer.as_ref()?;
-        answer
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
-        let w = self.worker.borrow();
-        let body = &w.answer.as_ref()?.body;
-        // proxy-wasm hands back no buffer at all for an empty body.
-        (!body.is_empty()).then(|| body[..size.min(body.len())].to_vec())
     }
 }
 
