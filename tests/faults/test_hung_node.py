@@ -23,9 +23,11 @@ from harness.util import eventually
 TABLE = "hung"
 SLOW_AGENT = {"active_interval": "24h", "idle_interval": "24h", "probe_period": "24h"}
 OTHER = "127.0.0.2"  # the second node hung in the hedging test
-# Envoy's timers fire on a busy event loop; a request the configuration bounds at T is
-# answered within T plus this on a loaded 2-core machine (a 10 s per-try timeout would not be).
-MARGIN_S = 1.0
+# Envoy's timers fire on a busy event loop, later still on a loaded shared machine: a request
+# the configuration bounds at T is answered within T plus this. It stays well below the lab
+# SDK's 10 s read timeout (harness.workload), so a request that Envoy did not time out (held
+# until the client gave up, or for as long as the node hangs) still fails the check.
+MARGIN_S = 4.0
 
 
 def start(stack, plugin=None):
