@@ -24,7 +24,7 @@ WASM_OUT     := target/$(WASM_TARGET)/$(WASM_PROFILE)/alternator_filter.wasm
 NATIVE_CRATES := -p alternator-sim -p alternator-discovery-agent -p alternator-dynamic-module
 
 .PHONY: test lint fmt-check clippy ruff deny unit wasm native venv npm toolchain e2e validate-envoy \
-	validate-deploy deploy-venv rust-sdk-client bench bench-tools bench-venv fuzz demo clean
+	validate-deploy deploy-venv rust-sdk-client test-tools bench bench-tools bench-venv fuzz demo clean
 
 toolchain:
 	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
@@ -74,6 +74,10 @@ native: toolchain
 
 # The AWS SDK for Rust client of the end-to-end tests: its own workspace and lockfile, because
 # the SDK takes minutes to compile and nothing else needs it.
+# Debian tools some end-to-end tests use (dig), installed when missing and possible.
+test-tools:
+	@scripts/install-test-tools.sh
+
 rust-sdk-client: toolchain
 	cd tests/rust-sdk-client && $(CARGO) build --release --locked
 
@@ -95,7 +99,7 @@ validate-deploy: venv deploy-venv wasm native
 
 # The end-to-end and fault suites run twice, with the same assertions: against the proxy-wasm
 # build, then against the native dynamic module (envoy/envoy-native.yaml).
-e2e: venv npm wasm native rust-sdk-client
+e2e: venv npm wasm native rust-sdk-client test-tools
 	$(VENV_PY) -m pytest -q tests
 	ALTERNATOR_FILTER_BUILD=native $(VENV_PY) -m pytest -q tests/e2e tests/faults
 
