@@ -19,9 +19,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::agent::{stopped, unix_ms, Published, Shared};
 use crate::config::MAX_LONG_POLL_SECS;
 use crate::eds;
+use crate::state::{stopped, unix_ms, AgentState, PublishedSnapshot};
 
 /// Longest time in-flight requests get to finish after shutdown starts; with process start-up
 /// and exit this keeps a SIGTERM-to-exit well under five seconds.
@@ -35,7 +35,7 @@ type Reply = Response<Full<Bytes>>;
 
 /// Accepts connections until `stop` turns true, then drains in-flight requests for at most
 /// [`DRAIN_TIMEOUT`]. Long-polls answer at once when stopping.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     let stop_for_requests = stop.clone();
     loop {
@@ -52,9 +52,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
                         continue;
                     }
                 };
-                let shared = shared.clone();
+                let state = state.clone();
                 let stop = stop_for_requests.clone();
-                let service = service_fn(move |request| handle(shared.clone(), stop.clone(), request));
+                let service = service_fn(move |request| handle(state.clone(), stop.clone(), request));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
@@ -78,26 +78,26 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     stop: watch::Receiver<bool>,
     request: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let path = request.uri().path().to_owned();
     let (endpoint, reply) = match (request.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/v1/nodes") => {
-            ("nodes", nodes(&shared, stop, &request).await)
+            ("nodes", nodes(&state, stop, &request).await)
         }
-        (&Method::POST, "/v3/discovery:endpoints") => ("eds", endpoints(&shared, request).await),
-        (&Method::GET, "/metrics") => ("metrics", metrics(&shared)),
+        (&Method::POST, "/v3/discovery:endpoints") => ("eds", endpoints(&state, request).await),
+        (&Method::GET, "/metrics") => ("metrics", metrics(&state)),
         (&Method::GET, "/healthz") => ("healthz", text(StatusCode::OK, "ok\n")),
-        (&Method::GET, "/readyz") => ("readyz", readyz(&shared)),
+        (&Method::GET, "/readyz") => ("readyz", readyz(&state)),
         (_, "/v1/nodes" | "/v3/discovery:endpoints" | "/metrics" | "/healthz" | "/readyz") => (
             "other",
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         ),
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),
     };
-    shared
+    state
         .metrics
         .count_served(endpoint, reply.status().as_u16());
     Ok(reply)
@@ -175,7 +175,7 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 }
 
 async fn nodes(
-    shared: &Shared,
+    state: &AgentState,
     mut stop: watch::Receiver<bool>,
     request: &Request<Incoming>,
 ) -> Reply {
@@ -184,15 +184,15 @@ async fn nodes(
         Err(reason) => return client_error(StatusCode::BAD_REQUEST, reason),
     };
     if query.traffic {
-        shared.report_traffic(Instant::now());
+        state.report_traffic(Instant::now());
     }
     let if_none_match = request
         .headers()
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut updates = shared.published.subscribe();
-    let unchanged = |p: &Option<Arc<Published>>| match (p, &if_none_match) {
+    let mut updates = state.snapshot.subscribe();
+    let unchanged = |p: &Option<Arc<PublishedSnapshot>>| match (p, &if_none_match) {
         (None, _) => true,
         (Some(p), Some(inm)) => etag_matches(inm, &p.etag),
         (Some(_), None) => false,
@@ -205,7 +205,7 @@ async fn nodes(
             _ = async { let _ = updates.wait_for(|p| !unchanged(p)).await; } => {}
         }
     }
-    let current = shared.current();
+    let current = state.current();
     match current {
         None => not_ready(),
         Some(p)
@@ -230,7 +230,7 @@ fn client_error(status: StatusCode, message: String) -> Reply {
     )
 }
 
-async fn endpoints(shared: &Shared, request: Request<Incoming>) -> Reply {
+async fn endpoints(state: &AgentState, request: Request<Incoming>) -> Reply {
     let body = match Limited::new(request.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
@@ -256,24 +256,24 @@ async fn endpoints(shared: &Shared, request: Request<Incoming>) -> Reply {
             }
         }
     };
-    if !eds::requests_cluster(&discovery_request, &shared.cluster_name) {
+    if !eds::requests_cluster(&discovery_request, &state.cluster_name) {
         return client_error(
             StatusCode::NOT_FOUND,
             format!(
                 "EDS asked for {:?}; this agent serves cluster {:?} only (--cluster-name)",
-                discovery_request.resource_names, shared.cluster_name
+                discovery_request.resource_names, state.cluster_name
             ),
         );
     }
-    match shared.current() {
+    match state.current() {
         None => not_ready(),
         Some(p) => json(StatusCode::OK, p.eds.clone(), Some(&p.etag)),
     }
 }
 
-fn metrics(shared: &Shared) -> Reply {
-    let current = shared.current();
-    let body = shared.metrics.render(
+fn metrics(state: &AgentState) -> Reply {
+    let current = state.current();
+    let body = state.metrics.render(
         current.as_ref().map(|p| &p.snapshot),
         current.is_some(),
         unix_ms(),
@@ -286,8 +286,8 @@ fn metrics(shared: &Shared) -> Reply {
     reply
 }
 
-fn readyz(shared: &Shared) -> Reply {
-    if shared.current().is_some() {
+fn readyz(state: &AgentState) -> Reply {
+    if state.current().is_some() {
         text(StatusCode::OK, "ready\n")
     } else {
         text(

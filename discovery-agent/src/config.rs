@@ -1,5 +1,5 @@
 //! Command-line flags (each with an `ALTERNATOR_AGENT_*` environment variable) and the validated
-//! [`AgentConfig`] the agent runs with.
+//! [`Config`] the agent runs with.
 //!
 //! Parsing and validation live here, not in `main`, so tests can check every rule; `main` only
 //! turns a [`ConfigError`] into one line on stderr and exit status 64 (`EX_USAGE`).
@@ -13,6 +13,7 @@ use alternator_routing::health::{
     DEFAULT_BACKGROUND_PROBE_PERIOD_MS, DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_MS,
     PROBE_CONCURRENCY_RANGE,
 };
+use alternator_routing::scope::{Scope, ScopePolicy};
 use clap::{Parser, ValueEnum};
 use hickory_proto::rr::Name;
 
@@ -326,7 +327,7 @@ pub enum TlsTrust {
 
 /// Validated agent configuration.
 #[derive(Debug, Clone)]
-pub struct AgentConfig {
+pub struct Config {
     /// Bootstrap contacts, host names or IP literals, without port.
     pub seeds: Vec<String>,
     /// Alternator port.
@@ -369,7 +370,7 @@ pub struct AgentConfig {
     pub ring: Option<RingConfig>,
 }
 
-impl AgentConfig {
+impl Config {
     /// A configuration with the documented defaults and the given seeds; tests and embedders
     /// adjust the fields they care about.
     pub fn with_seeds<I, S>(seeds: I) -> Self
@@ -377,7 +378,7 @@ impl AgentConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        AgentConfig {
+        Config {
             seeds: seeds.into_iter().map(Into::into).collect(),
             port: 8000,
             scheme: Scheme::Http,
@@ -401,8 +402,22 @@ impl AgentConfig {
         }
     }
 
-    /// Checks the rules clap cannot express. The first broken rule is reported.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the rules clap cannot express (the first broken rule is reported) and derives
+    /// the scope policy: the only way to get a configuration [`crate::run`] accepts.
+    pub fn validate(self) -> Result<ValidatedConfig, ConfigError> {
+        self.check()?;
+        let scope = ScopePolicy {
+            scope: Scope::from_names(self.datacenter.as_deref(), self.rack.as_deref())
+                .map_err(|error| ConfigError::new("--rack/--datacenter", error.to_string()))?,
+            mode: self.scope_mode.into(),
+        };
+        Ok(ValidatedConfig {
+            config: self,
+            scope,
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         let seeds: Vec<&String> = self.seeds.iter().filter(|s| !s.trim().is_empty()).collect();
         if seeds.is_empty() {
             return Err(ConfigError::new(
@@ -485,10 +500,33 @@ impl AgentConfig {
     }
 }
 
+/// A [`Config`] that passed [`Config::validate`], with the scope policy it names. Read its
+/// fields through `Deref`; change them on a [`Config`] and validate again.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    config: Config,
+    scope: ScopePolicy,
+}
+
+impl ValidatedConfig {
+    /// The routing scope policy of `--datacenter`, `--rack` and `--scope-mode`.
+    pub fn scope_policy(&self) -> &ScopePolicy {
+        &self.scope
+    }
+}
+
+impl std::ops::Deref for ValidatedConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl Cli {
     /// Turns parsed flags into a validated configuration; ring discovery may take its key from
     /// the process's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
-    pub fn into_config(self) -> Result<AgentConfig, ConfigError> {
+    pub fn into_config(self) -> Result<ValidatedConfig, ConfigError> {
         self.into_config_with_env(|name| std::env::var(name).ok())
     }
 
@@ -497,7 +535,7 @@ impl Cli {
     pub fn into_config_with_env(
         self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<AgentConfig, ConfigError> {
+    ) -> Result<ValidatedConfig, ConfigError> {
         let ring = self.ring_config(&env)?;
         let scheme = match self.scheme {
             SchemeArg::Http => Scheme::Http,
@@ -520,7 +558,7 @@ impl Cli {
             (None, true) => Some(TlsTrust::InsecureSkipVerify),
             (None, false) => None,
         };
-        let config = AgentConfig {
+        let config = Config {
             seeds: self
                 .seeds
                 .into_iter()
@@ -561,8 +599,7 @@ impl Cli {
             },
             ring,
         };
-        config.validate()?;
-        Ok(config)
+        config.validate()
     }
 }
 
@@ -908,7 +945,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
-    fn cli(args: &[&str]) -> Result<AgentConfig, String> {
+    fn cli(args: &[&str]) -> Result<ValidatedConfig, String> {
         let mut argv = vec!["alternator-discovery-agent"];
         argv.extend_from_slice(args);
         let parsed = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
@@ -942,7 +979,7 @@ mod tests {
         let c = cli(&["--seeds", "10.0.0.1"]).unwrap();
         assert!(c.dns.is_none());
         let c = cli(&["--seeds", "10.0.0.1", "--dns-listen", "127.0.0.1:5353"]).unwrap();
-        let dns = c.dns.unwrap();
+        let dns = c.dns.clone().unwrap();
         assert_eq!(dns.listen, "127.0.0.1:5353".parse().unwrap());
         assert_eq!(dns.zone.to_ascii(), "alternator.local.");
         assert_eq!(dns.ttl, Duration::from_secs(4));
@@ -964,7 +1001,7 @@ mod tests {
             "strict",
         ])
         .unwrap();
-        let dns = c.dns.unwrap();
+        let dns = c.dns.clone().unwrap();
         assert_eq!(dns.zone.to_ascii(), "scylla.example.");
         assert_eq!(dns.max_records, 3);
         assert_eq!(dns.scope_mode, alternator_routing::scope::ScopeMode::Strict);
@@ -1083,7 +1120,7 @@ mod tests {
         }
     }
 
-    fn ring_cli(args: &[&str], env: &[(&str, &str)]) -> Result<AgentConfig, String> {
+    fn ring_cli(args: &[&str], env: &[(&str, &str)]) -> Result<ValidatedConfig, String> {
         let mut argv = vec!["alternator-discovery-agent", "--seeds", "10.0.0.1"];
         argv.extend_from_slice(args);
         let parsed = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
@@ -1105,6 +1142,7 @@ mod tests {
         let ring = ring_cli(&["--ring-tables", "all"], &[])
             .unwrap()
             .ring
+            .clone()
             .unwrap();
         assert_eq!(ring, RingConfig::new(RingTables::All));
         assert_eq!(ring.refresh_active, Duration::from_secs(10));
@@ -1118,6 +1156,7 @@ mod tests {
         )
         .unwrap()
         .ring
+        .clone()
         .unwrap();
         assert_eq!(
             ring.tables,
@@ -1127,7 +1166,7 @@ mod tests {
 
     #[test]
     fn ring_credentials_come_from_flags_a_file_or_the_aws_variables() {
-        let key = |c: AgentConfig| c.ring.unwrap().credentials.unwrap();
+        let key = |c: ValidatedConfig| c.ring.clone().unwrap().credentials.unwrap();
         let aws = [
             ("AWS_ACCESS_KEY_ID", "AKIDENV"),
             ("AWS_SECRET_ACCESS_KEY", "env-secret"),

@@ -15,8 +15,10 @@
 //! - optionally token ownership ([`ring`]): per table, read through Alternator's internal
 //!   tables (signed with [`sigv4`] when authorization is enforced), carried in the snapshot.
 //!
-//! The service is [`run`]`(config, listener, shutdown)`; `main` only parses flags, sets up
-//! logging and turns SIGTERM/SIGINT into the shutdown future. Pure decisions (whom to ask,
+//! The service is [`run`]`(config, sockets, transport, shutdown)`, with a configuration that
+//! only [`Config::validate`] produces; `main` only parses flags, binds the sockets, sets up
+//! logging and turns SIGTERM/SIGINT into the shutdown future. What the tasks share is in
+//! [`state`]. Pure decisions (whom to ask,
 //! backoff, membership, EDS documents) are plain functions in [`discovery`], [`topology`] and
 //! [`eds`]; the network sits behind [`transport::Transport`] so the loop can be tested with
 //! an in-memory cluster under paused time.
@@ -31,8 +33,9 @@ pub mod eds;
 pub mod metrics;
 pub mod ring;
 pub mod sigv4;
+pub mod state;
 pub mod topology;
 pub mod transport;
 
-pub use agent::{run, run_with_dns, run_with_sockets, run_with_transport, AgentError};
-pub use config::{AgentConfig, Cli, ConfigError, EXIT_USAGE};
+pub use agent::{run, Sockets};
+pub use config::{Cli, Config, ConfigError, ValidatedConfig, EXIT_USAGE};

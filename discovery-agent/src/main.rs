@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use alternator_discovery_agent::config::{Cli, LogFormat, EXIT_USAGE};
-use alternator_discovery_agent::run;
+use alternator_discovery_agent::transport::HttpTransport;
+use alternator_discovery_agent::{run, Sockets};
 use clap::error::ErrorKind;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -62,16 +63,20 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match run(config, listener, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error @ alternator_discovery_agent::AgentError::DnsListen { .. }) => {
+        // A flag value found bad only when used (an unreadable CA file, say): a usage error.
+        let transport = match HttpTransport::for_config(&config) {
+            Ok(transport) => transport,
+            Err(error) => return usage_error(&format!("error: {error}")),
+        };
+        let sockets = match Sockets::bind_dns(listener, &config).await {
+            Ok(sockets) => sockets,
+            Err(error) => {
                 tracing::error!(%error, "cannot start");
-                ExitCode::FAILURE
+                return ExitCode::FAILURE;
             }
-            // Every startup error is a flag value found bad only when used (an unreadable CA
-            // file, say): a usage error.
-            Err(error) => usage_error(&format!("error: {error}")),
-        }
+        };
+        run(config, sockets, transport, shutdown_signal()).await;
+        ExitCode::SUCCESS
     })
 }
 

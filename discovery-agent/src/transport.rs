@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::TlsTrust;
+use crate::config::{Config, TlsTrust};
 
 /// Largest body the agent reads from a node. A `/localnodes` answer for a few thousand nodes is
 /// well under this; anything larger is not an answer.
@@ -129,6 +129,17 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
+    /// The transport toward the Alternator nodes `config` names (scheme, port, TLS trust,
+    /// connect timeout).
+    pub fn for_config(config: &Config) -> Result<Self, TlsSetupError> {
+        HttpTransport::new(
+            config.scheme,
+            config.port,
+            config.tls.as_ref(),
+            config.connect_timeout,
+        )
+    }
+
     /// Builds the client. `tls` is required for `https` and ignored for `http`.
     pub fn new(
         scheme: Scheme,

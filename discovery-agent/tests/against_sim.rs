@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use alternator_discovery_agent::config::ScopeMode;
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::Config;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
 use common::{eventually, fast_config, ip, AgentUnderTest};
 
@@ -28,7 +28,7 @@ async fn sim(specs: &[(IpAddr, &str, &str)]) -> Sim {
     Sim::start(SimConfig::new(nodes)).await.unwrap()
 }
 
-fn config(sim: &Sim, seeds: &[IpAddr]) -> AgentConfig {
+fn config(sim: &Sim, seeds: &[IpAddr]) -> Config {
     fast_config(seeds, sim.port())
 }
 

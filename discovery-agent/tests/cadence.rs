@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use alternator_discovery_agent::config::ScopeMode;
 use alternator_discovery_agent::transport::{Answer, FetchError, Transport};
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::Config;
 use bytes::Bytes;
 use common::{http, AgentUnderTest};
 use tokio::time::Instant;
@@ -85,8 +85,8 @@ impl Transport for MemoryCluster {
     }
 }
 
-fn config() -> AgentConfig {
-    let mut config = AgentConfig::with_seeds(["10.0.0.1"]);
+fn config() -> Config {
+    let mut config = Config::with_seeds(["10.0.0.1"]);
     config.idle_after = Duration::from_secs(10);
     config
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use alternator_discovery_agent::dns::DnsConfig;
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::Config;
 use alternator_routing::scope::ScopeMode;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
 use common::{eventually, fast_config, ip, AgentUnderTest};
@@ -32,7 +32,7 @@ async fn sim(specs: &[(IpAddr, &str, &str)]) -> Sim {
     Sim::start(SimConfig::new(nodes)).await.unwrap()
 }
 
-fn dns_config(sim: &Sim, seeds: &[IpAddr], max_records: usize, mode: ScopeMode) -> AgentConfig {
+fn dns_config(sim: &Sim, seeds: &[IpAddr], max_records: usize, mode: ScopeMode) -> Config {
     let mut config = fast_config(seeds, sim.port());
     let mut dns = DnsConfig::new("127.0.0.1:0".parse().unwrap());
     dns.max_records = max_records;
@@ -446,7 +446,7 @@ async fn malformed_packets_are_dropped_counted_and_survived() {
 #[tokio::test]
 async fn before_the_first_discovery_answers_servfail() {
     // Nothing listens on this seed: discovery never succeeds.
-    let mut config = AgentConfig::with_seeds(["127.0.77.1"]);
+    let mut config = Config::with_seeds(["127.0.77.1"]);
     config.port = 9;
     config.connect_timeout = Duration::from_millis(100);
     config.request_timeout = Duration::from_millis(200);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use alternator_discovery_agent::config::RingTables;
 use alternator_discovery_agent::ring::client::CallError;
 use alternator_discovery_agent::sigv4::{Credentials, Secret};
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::Config;
 use alternator_routing::ring::Layout;
 use alternator_routing::snapshot::NodeSnapshot;
 use common::{
@@ -31,7 +31,7 @@ use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(15);
 
-fn ring_config(fake: &FakeAlternator, tables: RingTables) -> AgentConfig {
+fn ring_config(fake: &FakeAlternator, tables: RingTables) -> Config {
     common::fast_ring_config(fake.rpc(0), fake.port, tables, Duration::from_millis(800))
 }
 

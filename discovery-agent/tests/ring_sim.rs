@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use alternator_discovery_agent::config::RingTables;
 use alternator_discovery_agent::sigv4::Signer;
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::Config;
 use alternator_routing::ring::Layout;
 use alternator_routing::snapshot::NodeSnapshot;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
@@ -72,7 +72,7 @@ async fn delete_table(sim: &Sim, table: &str) {
     call(sim, None, "DeleteTable", &json!({"TableName": table})).await;
 }
 
-fn agent_config(sim: &Sim, tables: RingTables) -> AgentConfig {
+fn agent_config(sim: &Sim, tables: RingTables) -> Config {
     common::fast_ring_config(
         sim.node_addresses()[0],
         sim.port(),

@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::agent::{stopped, Shared};
+use crate::state::{stopped, AgentState};
 pub use responder::Zone;
 use responder::{respond, Dropped, Reply};
 
@@ -92,6 +92,16 @@ pub fn default_zone() -> Name {
     Name::from_ascii(DEFAULT_ZONE).unwrap_or_else(|_| Name::root())
 }
 
+/// The DNS address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for DNS on {address} (--dns-listen): {source}")]
+pub struct DnsListenError {
+    /// The configured address.
+    pub address: SocketAddr,
+    /// Why binding failed.
+    pub source: std::io::Error,
+}
+
 /// The bound UDP socket and TCP listener, on one address.
 #[derive(Debug)]
 pub struct DnsSockets {
@@ -128,7 +138,7 @@ impl DnsSockets {
 pub async fn serve(
     sockets: DnsSockets,
     zone: Zone,
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Ok(address) = sockets.local_addr() {
@@ -138,18 +148,23 @@ pub async fn serve(
     let udp = tokio::spawn(serve_udp(
         sockets.udp,
         zone.clone(),
-        shared.clone(),
+        state.clone(),
         stop.clone(),
     ));
-    let tcp = tokio::spawn(serve_tcp(sockets.tcp, zone, shared, stop.clone()));
+    let tcp = tokio::spawn(serve_tcp(sockets.tcp, zone, state, stop.clone()));
     stopped(&mut stop).await;
     let _ = udp.await;
     let _ = tcp.await;
 }
 
 /// Answers one packet and counts the outcome.
-fn answer(zone: &Zone, shared: &Shared, packet: &[u8], transport: &'static str) -> Option<Reply> {
-    let current = shared.current();
+fn answer(
+    zone: &Zone,
+    state: &AgentState,
+    packet: &[u8],
+    transport: &'static str,
+) -> Option<Reply> {
+    let current = state.current();
     let nodes = current.as_ref().map(|p| p.snapshot.nodes());
     match respond(
         zone,
@@ -159,7 +174,7 @@ fn answer(zone: &Zone, shared: &Shared, packet: &[u8], transport: &'static str) 
         &mut rand::thread_rng(),
     ) {
         Ok(reply) => {
-            shared.metrics.count_dns_reply(transport, &reply);
+            state.metrics.count_dns_reply(transport, &reply);
             Some(reply)
         }
         Err(reason) => {
@@ -169,7 +184,7 @@ fn answer(zone: &Zone, shared: &Shared, packet: &[u8], transport: &'static str) 
                 bytes = packet.len(),
                 "DNS packet dropped"
             );
-            shared.metrics.count_dns_dropped(transport, reason);
+            state.metrics.count_dns_dropped(transport, reason);
             None
         }
     }
@@ -178,7 +193,7 @@ fn answer(zone: &Zone, shared: &Shared, packet: &[u8], transport: &'static str) 
 async fn serve_udp(
     socket: UdpSocket,
     zone: Arc<Zone>,
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     mut stop: watch::Receiver<bool>,
 ) {
     // One byte more than the largest accepted query, so an oversized datagram is recognised
@@ -199,7 +214,7 @@ async fn serve_udp(
             }
         };
         let packet = buffer.get(..len).unwrap_or_default();
-        if let Some(reply) = answer(&zone, &shared, packet, "udp") {
+        if let Some(reply) = answer(&zone, &state, packet, "udp") {
             if let Err(error) = socket.send_to(&reply.bytes, peer).await {
                 debug!(%peer, %error, "DNS UDP send failed");
             }
@@ -210,7 +225,7 @@ async fn serve_udp(
 async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(TCP_CONNECTIONS));
@@ -229,10 +244,10 @@ async fn serve_tcp(
         match accepted {
             Ok((stream, peer)) => {
                 let zone = zone.clone();
-                let shared = shared.clone();
+                let state = state.clone();
                 let stop = stop.clone();
                 connections.spawn(async move {
-                    if let Err(error) = serve_connection(stream, &zone, &shared, stop).await {
+                    if let Err(error) = serve_connection(stream, &zone, &state, stop).await {
                         debug!(%peer, %error, "DNS TCP connection ended");
                     }
                     drop(permit);
@@ -253,7 +268,7 @@ async fn serve_tcp(
 async fn serve_connection(
     mut stream: TcpStream,
     zone: &Zone,
-    shared: &Shared,
+    state: &AgentState,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut buffer = Vec::with_capacity(512);
@@ -271,23 +286,23 @@ async fn serve_connection(
         }
         let length = usize::from(u16::from_be_bytes(length));
         if length > responder::MAX_QUERY_BYTES {
-            shared.metrics.count_dns_dropped("tcp", Dropped::Oversized);
+            state.metrics.count_dns_dropped("tcp", Dropped::Oversized);
             return Ok(());
         }
         buffer.resize(length, 0);
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buffer)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-                shared.metrics.count_dns_dropped("tcp", Dropped::Malformed);
+                state.metrics.count_dns_dropped("tcp", Dropped::Malformed);
                 return Ok(());
             }
             Ok(Err(error)) => return Err(error),
             Err(_) => {
-                shared.metrics.count_dns_dropped("tcp", Dropped::Malformed);
+                state.metrics.count_dns_dropped("tcp", Dropped::Malformed);
                 return Ok(());
             }
         }
-        let Some(reply) = answer(zone, shared, &buffer, "tcp") else {
+        let Some(reply) = answer(zone, state, &buffer, "tcp") else {
             return Ok(());
         };
         let Ok(frame_length) = u16::try_from(reply.bytes.len()) else {

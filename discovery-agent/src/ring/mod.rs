@@ -32,22 +32,12 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-use crate::agent::{stopped, unix_ms, Shared};
 use crate::config::{RingConfig, RingTables};
 use crate::sigv4::Signer;
+use crate::state::{stopped, unix_ms, AgentState, PublishedRing};
 use crate::transport::Transport;
 use client::{Call, CallError, Client};
 use rows::{AddressBook, Item, Skipped, TableSchema};
-
-/// The ownership the agent publishes: every table whose ring was read and accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RingView {
-    /// Increases whenever any table's ownership changes; starts at the wall clock in
-    /// milliseconds, so it also increases across restarts.
-    pub version: u64,
-    /// By table name.
-    pub tables: Vec<TableOwnership>,
-}
 
 /// How a round ended (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -140,7 +130,7 @@ pub struct RingDiscovery<T> {
     signer: Option<Signer>,
     port: u16,
     transport: Arc<T>,
-    shared: Arc<Shared>,
+    state: Arc<AgentState>,
     tables: BTreeMap<String, TableState>,
     version: u64,
     rotation: usize,
@@ -151,7 +141,7 @@ pub struct RingDiscovery<T> {
 
 impl<T: Transport> RingDiscovery<T> {
     /// A task for `config`, asking Alternator on `port` through `transport`.
-    pub fn new(config: RingConfig, port: u16, transport: Arc<T>, shared: Arc<Shared>) -> Self {
+    pub fn new(config: RingConfig, port: u16, transport: Arc<T>, state: Arc<AgentState>) -> Self {
         let signer = config.credentials.clone().map(|credentials| Signer {
             credentials,
             region: config.region.clone(),
@@ -162,7 +152,7 @@ impl<T: Transport> RingDiscovery<T> {
             signer,
             port,
             transport,
-            shared,
+            state,
             tables: BTreeMap::new(),
             version: 0,
             rotation: rand::random(),
@@ -176,7 +166,7 @@ impl<T: Transport> RingDiscovery<T> {
     /// `refresh_active` while filters report traffic or after the node list changed, every
     /// `refresh_idle` otherwise.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut published = self.shared.published.subscribe();
+        let mut published = self.state.snapshot.subscribe();
         loop {
             let hosts = self.hosts();
             if hosts.is_empty() {
@@ -197,7 +187,7 @@ impl<T: Transport> RingDiscovery<T> {
             loop {
                 let now = Instant::now();
                 let active_due = started + self.config.refresh_active;
-                let due = if membership_changed || self.shared.is_active(now) {
+                let due = if membership_changed || self.state.is_active(now) {
                     active_due
                 } else {
                     started + self.config.refresh_idle
@@ -229,7 +219,7 @@ impl<T: Transport> RingDiscovery<T> {
 
     /// Active nodes of the published snapshot, rotated per round.
     fn hosts(&mut self) -> Vec<String> {
-        let Some(current) = self.shared.current() else {
+        let Some(current) = self.state.current() else {
             return Vec::new();
         };
         let mut hosts: Vec<String> = current
@@ -248,7 +238,7 @@ impl<T: Transport> RingDiscovery<T> {
     }
 
     fn members(&self) -> BTreeSet<IpAddr> {
-        self.shared
+        self.state
             .current()
             .map(|p| p.snapshot.nodes().iter().map(|n| n.address).collect())
             .unwrap_or_default()
@@ -352,7 +342,7 @@ impl<T: Transport> RingDiscovery<T> {
     }
 
     fn finish(&mut self, outcome: RoundOutcome) {
-        let metrics = &self.shared.metrics;
+        let metrics = &self.state.metrics;
         metrics.count_ring_round(outcome, unix_ms());
         match outcome {
             RoundOutcome::Ok => {
@@ -437,7 +427,7 @@ impl<T: Transport> RingDiscovery<T> {
             match result {
                 Ok((peers, local)) => {
                     let (book, skipped) = AddressBook::from_rows(&peers, &local);
-                    self.shared.metrics.count_ring_skipped(&skipped);
+                    self.state.metrics.count_ring_skipped(&skipped);
                     *cursor = at;
                     return Ok(book);
                 }
@@ -452,7 +442,7 @@ impl<T: Transport> RingDiscovery<T> {
     }
 
     fn count(&self, call: Call, ok: bool, requests: u32) {
-        self.shared
+        self.state
             .metrics
             .count_ring_requests(call, ok, u64::from(requests));
     }
@@ -631,7 +621,7 @@ impl<T: Transport> RingDiscovery<T> {
         if skipped.total() > 0 {
             debug!(table = %name, skipped = skipped.total(), "ring rows skipped");
         }
-        self.shared.metrics.count_ring_skipped(&skipped);
+        self.state.metrics.count_ring_skipped(&skipped);
         let state = self
             .tables
             .entry(name.to_owned())
@@ -654,7 +644,7 @@ impl<T: Transport> RingDiscovery<T> {
                 state.last_rejection = None;
             }
             Err(error) => {
-                self.shared
+                self.state
                     .metrics
                     .count_ring_rejected(rejection_reason(&error));
                 let text = error.to_string();
@@ -675,10 +665,10 @@ impl<T: Transport> RingDiscovery<T> {
             .values()
             .filter_map(|s| s.ownership.clone())
             .collect();
-        let metrics = &self.shared.metrics;
+        let metrics = &self.state.metrics;
         metrics.set_ring_tables(tables.len());
         let unchanged = self
-            .shared
+            .state
             .ring
             .borrow()
             .as_ref()
@@ -697,7 +687,7 @@ impl<T: Transport> RingDiscovery<T> {
             tables = tables.len(),
             "ring changed"
         );
-        self.shared.ring.send_replace(Some(Arc::new(RingView {
+        self.state.ring.send_replace(Some(Arc::new(PublishedRing {
             version: self.version,
             tables,
         })));

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alternator_discovery_agent::config::{RingConfig, RingTables};
+use alternator_discovery_agent::dns::DnsSockets;
 use alternator_discovery_agent::ring::client::Client;
 use alternator_discovery_agent::sigv4::{Credentials, Secret, Signer};
-use alternator_discovery_agent::transport::HttpTransport;
-use alternator_discovery_agent::AgentConfig;
+use alternator_discovery_agent::transport::{HttpTransport, Transport};
+use alternator_discovery_agent::{Config, Sockets, ValidatedConfig};
 use alternator_routing::endpoint::Scheme;
 use alternator_routing::snapshot::NodeSnapshot;
 use bytes::Bytes;
@@ -40,70 +41,49 @@ pub struct AgentUnderTest {
 }
 
 impl AgentUnderTest {
-    /// Starts `run(config, listener, shutdown)` with the real HTTP transport.
-    pub async fn start(config: AgentConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            alternator_discovery_agent::run(config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        AgentUnderTest {
-            addr,
-            dns: None,
-            stop: Some(stop),
-            task: Some(task),
-        }
+    /// Starts `run(config, sockets, transport, shutdown)` with the real HTTP transport.
+    pub async fn start(config: Config) -> Self {
+        let config = config.validate().unwrap();
+        let transport = HttpTransport::for_config(&config).unwrap();
+        Self::launch(config, None, transport).await
     }
 
     /// Starts the agent with a custom transport.
-    pub async fn start_with<T: alternator_discovery_agent::transport::Transport>(
-        config: AgentConfig,
-        transport: T,
-    ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            alternator_discovery_agent::run_with_transport(config, listener, transport, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        AgentUnderTest {
-            addr,
-            dns: None,
-            stop: Some(stop),
-            task: Some(task),
-        }
+    pub async fn start_with<T: Transport>(config: Config, transport: T) -> Self {
+        Self::launch(config.validate().unwrap(), None, transport).await
     }
 
     /// Starts the agent with DNS on 127.0.0.1:<free port>; the settings come from `config.dns`
     /// (defaults when `None`).
-    pub async fn start_with_dns(config: AgentConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sockets =
-            alternator_discovery_agent::dns::DnsSockets::bind("127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
-        let dns = sockets.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            alternator_discovery_agent::run_with_dns(config, listener, sockets, async {
-                let _ = stopped.await;
-            })
+    pub async fn start_with_dns(config: Config) -> Self {
+        let config = config.validate().unwrap();
+        let transport = HttpTransport::for_config(&config).unwrap();
+        let sockets = DnsSockets::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        });
+        Self::launch(config, Some(sockets), transport).await
+    }
+
+    async fn launch<T: Transport>(
+        config: ValidatedConfig,
+        dns: Option<DnsSockets>,
+        transport: T,
+    ) -> Self {
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = api.local_addr().unwrap();
+        let dns_addr = dns.as_ref().map(|sockets| sockets.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(alternator_discovery_agent::run(
+            config,
+            Sockets { api, dns },
+            transport,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         AgentUnderTest {
             addr,
-            dns: Some(dns),
+            dns: dns_addr,
             stop: Some(stop),
             task: Some(task),
         }
@@ -281,8 +261,8 @@ where
 }
 
 /// A config suited to tests: fast cadence and probes, short timeouts.
-pub fn fast_config(seeds: &[IpAddr], port: u16) -> AgentConfig {
-    let mut config = AgentConfig::with_seeds(seeds.iter().map(IpAddr::to_string));
+pub fn fast_config(seeds: &[IpAddr], port: u16) -> Config {
+    let mut config = Config::with_seeds(seeds.iter().map(IpAddr::to_string));
     config.port = port;
     config.active_interval = Duration::from_millis(100);
     config.idle_interval = Duration::from_millis(100);
@@ -392,7 +372,7 @@ pub fn fast_ring_config(
     port: u16,
     tables: RingTables,
     request_timeout: Duration,
-) -> AgentConfig {
+) -> Config {
     let mut config = fast_config(&[seed], port);
     let mut ring = RingConfig::new(tables);
     ring.refresh_active = Duration::from_millis(150);

@@ -12,6 +12,8 @@
 //! narrower scope answered `[]` (a misspelt datacenter, say) — the spec's "continue until a
 //! non-empty result".
 
+pub mod task;
+
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
