@@ -243,8 +243,8 @@ def check_compose_references():
             f"agent: --listen {listen} does not serve {agent_addr['address']}:{agent_addr['port_value']} on the network"
         )
 
-    # The agent's flags exist in its CLI (discovery-agent/src/config.rs).
-    cli = (ROOT / "discovery-agent" / "src" / "config.rs").read_text()
+    # The agent's flags exist in its CLI (discovery-agent/src/cli/mod.rs).
+    cli = (ROOT / "discovery-agent" / "src" / "cli" / "mod.rs").read_text()
     known = set(re.findall(r'long\s*=\s*"([a-z0-9-]+)"', cli))
     for m in re.finditer(r"#\[arg\(([^\]]*)\)\]\s*(?:///[^\n]*\n\s*)*pub\s+([a-z0-9_]+)", cli):
         if re.search(r"\blong\b(?!\s*=)", m.group(1)):
@@ -893,7 +893,7 @@ def check_istio_consistency():
     deployment = istio_doc("Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     config_map = istio_doc("ConfigMap", "alternator-discovery-agent")["data"]
-    cli = (ROOT / "discovery-agent" / "src" / "config.rs").read_text()
+    cli = (ROOT / "discovery-agent" / "src" / "cli" / "mod.rs").read_text()
     known_env = set(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', cli))
     for key in config_map:
         if key not in known_env:

@@ -26,6 +26,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod dns;
@@ -38,4 +39,5 @@ pub mod topology;
 pub mod transport;
 
 pub use agent::{run, Sockets};
-pub use config::{Cli, Config, ConfigError, ValidatedConfig, EXIT_USAGE};
+pub use cli::{Cli, EXIT_USAGE};
+pub use config::{Config, ConfigError, ValidatedConfig};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alternator_discovery_agent::config::{Cli, LogFormat, EXIT_USAGE};
+use alternator_discovery_agent::cli::{Cli, LogFormat, EXIT_USAGE};
 use alternator_discovery_agent::transport::HttpTransport;
 use alternator_discovery_agent::{run, Sockets};
 use clap::error::ErrorKind;

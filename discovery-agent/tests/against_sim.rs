@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use alternator_discovery_agent::config::ScopeMode;
 use alternator_discovery_agent::Config;
+use alternator_routing::scope::ScopeMode;
 use alternator_sim::{NodeSpec, Sim, SimConfig};
 use common::{eventually, fast_config, ip, AgentUnderTest};
 

@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alternator_discovery_agent::config::ScopeMode;
 use alternator_discovery_agent::transport::{Answer, FetchError, Transport};
 use alternator_discovery_agent::Config;
+use alternator_routing::scope::ScopeMode;
 use bytes::Bytes;
 use common::{http, AgentUnderTest};
 use tokio::time::Instant;

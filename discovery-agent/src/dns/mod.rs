@@ -2,18 +2,19 @@
 //! for applications that cannot run Envoy.
 //!
 //! [`answers`] holds the pure rules (which nodes a name stands for), [`responder`] turns one
-//! query into one response with hickory-proto, and this module does the I/O: one UDP socket
+//! query into one response with hickory-proto, [`config`] holds the settings and their rules
+//! (`--dns-*`), and this module does the I/O: one UDP socket
 //! and one TCP listener on the same address, reading the agent's published snapshot.
 
 pub mod answers;
+pub mod config;
 pub mod responder;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alternator_routing::scope::{Scope, ScopeMode};
-use hickory_proto::rr::Name;
+use alternator_routing::scope::Scope;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
@@ -21,50 +22,14 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::state::{stopped, AgentState};
+pub use config::{DnsConfig, DnsConfigError, DEFAULT_ZONE, MAX_RECORDS_LIMIT};
 pub use responder::Zone;
 use responder::{respond, Dropped, Reply};
-
-/// Default zone.
-pub const DEFAULT_ZONE: &str = "alternator.local.";
-/// Default TTL of every record.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(4);
-/// Default number of address records per answer.
-pub const DEFAULT_MAX_RECORDS: usize = 1;
-/// Largest accepted `--dns-max-records`.
-pub const MAX_RECORDS_LIMIT: usize = 64;
 
 /// TCP connections served at once; more wait in the kernel's backlog.
 const TCP_CONNECTIONS: usize = 64;
 /// A TCP client that sends nothing for this long is disconnected (RFC 7766 suggests seconds).
 const TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// The DNS listener's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsConfig {
-    /// UDP and TCP address.
-    pub listen: SocketAddr,
-    /// The zone apex, fully qualified.
-    pub zone: Name,
-    /// TTL of every record.
-    pub ttl: Duration,
-    /// Address records per answer, at most.
-    pub max_records: usize,
-    /// Whether names widen to wider scopes when theirs has no usable node.
-    pub scope_mode: ScopeMode,
-}
-
-impl DnsConfig {
-    /// The defaults, listening on `listen`.
-    pub fn new(listen: SocketAddr) -> Self {
-        DnsConfig {
-            listen,
-            zone: default_zone(),
-            ttl: DEFAULT_TTL,
-            max_records: DEFAULT_MAX_RECORDS,
-            scope_mode: ScopeMode::Fallback,
-        }
-    }
-}
 
 impl Zone {
     /// The zone `settings` describe, for an agent whose own scope is `agent_scope`.
@@ -85,11 +50,6 @@ impl Zone {
             declared,
         }
     }
-}
-
-/// The default zone as a name.
-pub fn default_zone() -> Name {
-    Name::from_ascii(DEFAULT_ZONE).unwrap_or_else(|_| Name::root())
 }
 
 /// The DNS address could not be bound.

@@ -5,53 +5,20 @@
 //! canonical path and query, which is all the agent sends (`POST /`). Alternator checks it
 //! when `alternator_enforce_authorization` is on.
 //!
+//! The key comes from flags, the AWS variables or a shared-credentials file ([`credentials`]).
 //! The secret lives in a [`Secret`], whose `Debug` and `Display` print `<redacted>`, so it
 //! cannot reach a log line, a `{:?}` of the configuration or an error message by accident.
 
-use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+pub mod credentials;
+
+pub use credentials::{Credentials, Secret};
+
 type HmacSha256 = Hmac<Sha256>;
-
-/// A secret string: readable only through [`Secret::expose`], never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for signing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// An access key: the id (not secret, AWS logs it too) and the secret access key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The access key id (`AKID...`).
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: Secret,
-}
 
 /// What a signature is for: the key, the region and the service (`dynamodb`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,9 +128,9 @@ impl Signer {
     /// The derived key for one day: HMAC of `aws4_request` keyed by the chain from
     /// `"AWS4" + secret` through date, region and service.
     fn signing_key(&self, date: &str) -> Vec<u8> {
-        let mut secret = Vec::with_capacity(4 + self.credentials.secret_access_key.0.len());
+        let mut secret = Vec::with_capacity(4 + self.credentials.secret_access_key.expose().len());
         secret.extend_from_slice(b"AWS4");
-        secret.extend_from_slice(self.credentials.secret_access_key.0.as_bytes());
+        secret.extend_from_slice(self.credentials.secret_access_key.expose().as_bytes());
         let k_date = hmac(&secret, date.as_bytes());
         let k_region = hmac(&k_date, self.region.as_bytes());
         let k_service = hmac(&k_region, self.service.as_bytes());
