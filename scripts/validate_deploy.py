@@ -155,13 +155,6 @@ def rendered_envoy_compose():
     return render_template(ENVOY_COMPOSE.read_text(), values)
 
 
-def rust_string_literals(directory):
-    text = ""
-    for path in sorted(directory.rglob("*.rs")):
-        text += path.read_text()
-    return text
-
-
 # ---------------------------------------------------------------------------------------------
 # compose
 
@@ -989,25 +982,22 @@ def promql_metric_names(expr):
     return {name for name, _ in promql_selectors(expr)}
 
 
+def declared_families(path, kind_enum):
+    """`{name: {label, ...}}` of a metric table: `family("name", <kind_enum>::..., &["label", ...]`."""
+    pattern = r'family\(\s*"(alternator_[a-z0-9_]+)",\s*' + kind_enum + r"::\w+,\s*&\[([^\]]*)\]"
+    families = {}
+    for m in re.finditer(pattern, path.read_text()):
+        families.setdefault(m.group(1), set()).update(re.findall(r'"([a-z_]+)"', m.group(2)))
+    return families
+
+
 def exported_metrics():
-    """Metric names (and their labels) the filter and the agent export, read from their code."""
-    # The engine declares every family of the filter, with its label names, in one table in
-    # metrics.rs: `family("name", MetricKind::..., &["label", ...])`.
-    filter_src = (ROOT / "engine" / "src" / "metrics.rs").read_text()
-    agent_src = rust_string_literals(ROOT / "discovery-agent" / "src")
-    filter_metrics = {}
-    for m in re.finditer(r'family\(\s*"(alternator_[a-z0-9_]+)",\s*MetricKind::\w+,\s*&\[([^\]]*)\]', filter_src):
-        filter_metrics.setdefault(m.group(1), set()).update(re.findall(r'"([a-z_]+)"', m.group(2)))
-    agent_metrics = {}
-    for m in re.finditer(r"# TYPE (alternator_agent_[a-z0-9_]+)", agent_src):
-        agent_metrics.setdefault(m.group(1), set())
-    for m in re.finditer(r"(alternator_agent_[a-z0-9_]+)\{\{([^}]*)\}\}", agent_src):
-        agent_metrics.setdefault(m.group(1), set()).update(re.findall(r"([a-z_]+)=", m.group(2)))
-    for m in re.finditer(r'"(alternator_agent_[a-z0-9_]+)"', agent_src):
-        agent_metrics.setdefault(m.group(1), set())
-    # Labels the agent builds at run time (e.g. a scope's datacenter/rack) are taken on trust.
-    for name in agent_metrics:
-        agent_metrics[name].update({"scope", "datacenter", "rack", "outcome", "state", "result", "endpoint", "code"})
+    """Metric names (and their labels) the filter and the agent export, read from the one table
+    each declares them in: engine/src/metrics.rs and discovery-agent/src/metrics/mod.rs."""
+    filter_metrics = declared_families(ROOT / "engine" / "src" / "metrics.rs", "MetricKind")
+    agent_metrics = declared_families(ROOT / "discovery-agent" / "src" / "metrics" / "mod.rs", "Kind")
+    if not filter_metrics or not agent_metrics:
+        raise Failure("no metric table found in engine/src/metrics.rs or discovery-agent/src/metrics/mod.rs")
     return filter_metrics, agent_metrics
 
 

@@ -99,6 +99,7 @@ async fn handle(
     };
     state
         .metrics
+        .api
         .count_served(endpoint, reply.status().as_u16());
     Ok(reply)
 }

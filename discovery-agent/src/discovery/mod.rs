@@ -55,15 +55,6 @@ impl DiscoveryPlan {
     }
 }
 
-/// Short metric label of a scope kind.
-pub fn scope_kind(scope: &Scope) -> &'static str {
-    match scope {
-        Scope::Cluster => "cluster",
-        Scope::Datacenter { .. } => "datacenter",
-        Scope::Rack { .. } => "rack",
-    }
-}
-
 /// Whom to ask, in order: active nodes starting at `rotation` (mod their count), then seeds,
 /// then quarantined and down nodes. Duplicates (a seed that is also a known node) are asked
 /// once, at their first position.

@@ -132,7 +132,7 @@ impl<T: Transport> NodeDiscovery<T> {
     fn next_delay(&self) -> Duration {
         let now = Instant::now();
         let active = self.state.is_active(now);
-        self.state.metrics.set_active_cadence(active);
+        self.state.metrics.discovery.set_active_cadence(active);
         if self.failures > 0 {
             let jitter: f64 = rand::thread_rng().gen();
             return backoff_delay(
@@ -165,12 +165,12 @@ impl<T: Transport> NodeDiscovery<T> {
 
     fn apply_refresh(&mut self, report: RefreshReport) {
         let now = Instant::now();
-        let metrics = &self.state.metrics;
+        let metrics = &self.state.metrics.discovery;
         for (host, query, error) in &report.failures {
             debug!(%host, %query, %error, "discovery request failed");
         }
         let failed = u64::try_from(report.failures.len()).unwrap_or(u64::MAX);
-        metrics.count_discovery_requests(u64::from(report.requests).saturating_sub(failed), failed);
+        metrics.count_requests(u64::from(report.requests).saturating_sub(failed), failed);
         for (scope, outcome) in &report.outcomes {
             let label = match outcome {
                 ScopeOutcome::Answered {
@@ -240,7 +240,7 @@ impl<T: Transport> NodeDiscovery<T> {
     }
 
     fn apply_probe(&mut self, address: IpAddr, ok: bool) {
-        self.state.metrics.count_probe(ok);
+        self.state.metrics.discovery.count_probe(ok);
         let now = Instant::now();
         let name = |h: Option<HealthState>| h.map_or("gone", HealthState::as_str);
         let before = name(self.topology.health(address));

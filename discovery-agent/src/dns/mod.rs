@@ -134,7 +134,7 @@ fn answer(
         &mut rand::thread_rng(),
     ) {
         Ok(reply) => {
-            state.metrics.count_dns_reply(transport, &reply);
+            state.metrics.dns.count_reply(transport, &reply);
             Some(reply)
         }
         Err(reason) => {
@@ -144,7 +144,7 @@ fn answer(
                 bytes = packet.len(),
                 "DNS packet dropped"
             );
-            state.metrics.count_dns_dropped(transport, reason);
+            state.metrics.dns.count_dropped(transport, reason);
             None
         }
     }
@@ -246,19 +246,19 @@ async fn serve_connection(
         }
         let length = usize::from(u16::from_be_bytes(length));
         if length > responder::MAX_QUERY_BYTES {
-            state.metrics.count_dns_dropped("tcp", Dropped::Oversized);
+            state.metrics.dns.count_dropped("tcp", Dropped::Oversized);
             return Ok(());
         }
         buffer.resize(length, 0);
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buffer)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-                state.metrics.count_dns_dropped("tcp", Dropped::Malformed);
+                state.metrics.dns.count_dropped("tcp", Dropped::Malformed);
                 return Ok(());
             }
             Ok(Err(error)) => return Err(error),
             Err(_) => {
-                state.metrics.count_dns_dropped("tcp", Dropped::Malformed);
+                state.metrics.dns.count_dropped("tcp", Dropped::Malformed);
                 return Ok(());
             }
         }

@@ -33,33 +33,12 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::{RingConfig, RingTables};
+use crate::metrics::RoundOutcome;
 use crate::sigv4::Signer;
 use crate::state::{stopped, unix_ms, AgentState, PublishedRing};
 use crate::transport::Transport;
 use client::{Call, CallError, Client};
 use rows::{AddressBook, Item, Skipped, TableSchema};
-
-/// How a round ended (the `outcome` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RoundOutcome {
-    /// Every table was read (or found gone).
-    Ok,
-    /// A node refused for want of (valid) credentials.
-    Refused,
-    /// Some read failed; those tables keep their previous ring.
-    Error,
-}
-
-impl RoundOutcome {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoundOutcome::Ok => "ok",
-            RoundOutcome::Refused => "refused",
-            RoundOutcome::Error => "error",
-        }
-    }
-}
 
 /// The metric label of a refused ring.
 pub fn rejection_reason(error: &RingError) -> &'static str {
@@ -342,8 +321,7 @@ impl<T: Transport> RingDiscovery<T> {
     }
 
     fn finish(&mut self, outcome: RoundOutcome) {
-        let metrics = &self.state.metrics;
-        metrics.count_ring_round(outcome, unix_ms());
+        self.state.metrics.ring.count_round(outcome, unix_ms());
         match outcome {
             RoundOutcome::Ok => {
                 if self.refused_logged {
@@ -427,7 +405,7 @@ impl<T: Transport> RingDiscovery<T> {
             match result {
                 Ok((peers, local)) => {
                     let (book, skipped) = AddressBook::from_rows(&peers, &local);
-                    self.state.metrics.count_ring_skipped(&skipped);
+                    self.state.metrics.ring.count_skipped(&skipped);
                     *cursor = at;
                     return Ok(book);
                 }
@@ -444,7 +422,8 @@ impl<T: Transport> RingDiscovery<T> {
     fn count(&self, call: Call, ok: bool, requests: u32) {
         self.state
             .metrics
-            .count_ring_requests(call, ok, u64::from(requests));
+            .ring
+            .count_requests(call, ok, u64::from(requests));
     }
 
     fn count_items(&self, call: Call, result: &Result<(Vec<Item>, u32), CallError>) {
@@ -621,7 +600,7 @@ impl<T: Transport> RingDiscovery<T> {
         if skipped.total() > 0 {
             debug!(table = %name, skipped = skipped.total(), "ring rows skipped");
         }
-        self.state.metrics.count_ring_skipped(&skipped);
+        self.state.metrics.ring.count_skipped(&skipped);
         let state = self
             .tables
             .entry(name.to_owned())
@@ -646,7 +625,8 @@ impl<T: Transport> RingDiscovery<T> {
             Err(error) => {
                 self.state
                     .metrics
-                    .count_ring_rejected(rejection_reason(&error));
+                    .ring
+                    .count_rejected(rejection_reason(&error));
                 let text = error.to_string();
                 if state.last_rejection.as_deref() != Some(text.as_str()) {
                     warn!(table = %name, %error, "table ring refused; keeping its previous ring");
@@ -665,8 +645,8 @@ impl<T: Transport> RingDiscovery<T> {
             .values()
             .filter_map(|s| s.ownership.clone())
             .collect();
-        let metrics = &self.state.metrics;
-        metrics.set_ring_tables(tables.len());
+        let metrics = &self.state.metrics.ring;
+        metrics.set_tables(tables.len());
         let unchanged = self
             .state
             .ring
@@ -681,7 +661,7 @@ impl<T: Transport> RingDiscovery<T> {
         } else {
             self.version.saturating_add(1)
         };
-        metrics.set_ring_version(self.version);
+        metrics.set_version(self.version);
         debug!(
             version = self.version,
             tables = tables.len(),
