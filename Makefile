@@ -70,7 +70,7 @@ wasm: toolchain
 
 native: toolchain
 	$(CARGO) build --release $(NATIVE_CRATES)
-	$(CARGO) build --release -p alternator-filter --example affinity_oracle
+	$(CARGO) build --release -p alternator-routing --example affinity_oracle
 
 # The AWS SDK for Rust client of the end-to-end tests: its own workspace and lockfile, because
 # the SDK takes minutes to compile and nothing else needs it.

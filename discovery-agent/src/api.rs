@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alternator_routing::snapshot::MAX_LONG_POLL_SECS;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -19,7 +20,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::config::MAX_LONG_POLL_SECS;
 use crate::eds;
 use crate::state::{stopped, unix_ms, AgentState, PublishedSnapshot};
 

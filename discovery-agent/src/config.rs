@@ -19,9 +19,6 @@ use crate::dns::{DnsConfig, DnsConfigError};
 use crate::sigv4::credentials::CredentialsFileError;
 use crate::sigv4::Credentials;
 
-/// The longest `?wait=` a long-poll may ask for, in seconds (docs/architecture.md §2).
-pub const MAX_LONG_POLL_SECS: u64 = 60;
-
 /// Default `--ring-region`.
 pub const DEFAULT_RING_REGION: &str = "us-east-1";
 

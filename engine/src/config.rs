@@ -41,6 +41,7 @@ pub use alternator_routing::dynamodb::AffinityMode;
 /// datacenter → cluster; `strict`: never leave the scope, answer 503).
 pub use alternator_routing::scope::ScopeMode;
 use alternator_routing::scope::{Scope, ScopePolicy};
+use alternator_routing::snapshot::MAX_LONG_POLL_SECS;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,8 +193,6 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// DynamoDB's (and Alternator's) limit on one HTTP request: a larger declared body can never
 /// succeed, so it is refused with 413 before it is buffered or sent to a node.
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
-/// The agent answers `?wait=N` for N up to 60 s.
-const MAX_LONG_POLL_S: u64 = 60;
 /// Largest `token_aware.max_ring_age_ms`: a day.
 const MAX_RING_AGE_MS: u64 = 86_400_000;
 /// Envoy retries walk the header's list; more than this is never useful for a cluster.
@@ -318,10 +317,13 @@ fn validate(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
             format!("must be between 10 and 60000, got {}", a.tick_ms),
         ));
     }
-    if a.long_poll_s > MAX_LONG_POLL_S {
+    if a.long_poll_s > MAX_LONG_POLL_SECS {
         return Err(value_err(
             "agent.long_poll_s",
-            format!("must be at most {MAX_LONG_POLL_S}, got {}", a.long_poll_s),
+            format!(
+                "must be at most {MAX_LONG_POLL_SECS}, got {}",
+                a.long_poll_s
+            ),
         ));
     }
     if !(100..=120_000).contains(&a.request_timeout_ms) {

@@ -24,6 +24,11 @@ use crate::ring::{Ring, RingError, RingWire, TableOwnership};
 /// The wire format this crate writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
+/// The longest long-poll of `GET /v1/nodes?wait=N`, in seconds (`docs/architecture.md` §2):
+/// the agent treats a longer `wait` as this, and the filter accepts no longer
+/// `agent.long_poll_s`.
+pub const MAX_LONG_POLL_SECS: u64 = 60;
+
 /// Routing classification of a node (the "Node health" spec's three states).
 ///
 /// Reading is lenient on purpose: a health name this version does not know (a newer agent

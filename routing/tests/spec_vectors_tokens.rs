@@ -6,11 +6,11 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 use alternator_routing::hash::KeyType;
-use alternator_routing::token::{
-    even_tablet_last_tokens, partition_key_bytes, tablet_index, token,
-};
+use alternator_routing::token::{partition_key_bytes, token};
 
+mod tablets;
 mod vectors;
+use tablets::{even_tablet_last_tokens, tablet_index};
 use vectors::{rows, unhex};
 
 fn key_type(name: &str) -> KeyType {
@@ -102,9 +102,9 @@ fn vector_keys_land_in_the_vector_tablets() {
 
 mod properties {
     use alternator_routing::hash::{murmur3_cassandra_token, KeyType};
-    use alternator_routing::token::{
-        even_tablet_last_tokens, key_token, partition_key_bytes, tablet_index, token, KeyBytesError,
-    };
+    use alternator_routing::token::{key_token, partition_key_bytes, token, KeyBytesError};
+
+    use crate::tablets::{even_tablet_last_tokens, tablet_index};
     use proptest::prelude::*;
 
     /// A number as the strategies write it, with what its serialization must say.

@@ -12,11 +12,11 @@ from harness.util import ROOT, target_dir
 
 @pytest.fixture(scope="session")
 def affinity_oracle():
-    """The routing core's own prediction (filter/examples/affinity_oracle.rs), built natively."""
+    """The routing core's own prediction (routing/examples/affinity_oracle.rs), built natively."""
     binary = target_dir() / "release" / "examples" / "affinity_oracle"
     if not binary.exists():
         subprocess.run(
-            ["cargo", "build", "--release", "-p", "alternator-filter", "--example", "affinity_oracle"],
+            ["cargo", "build", "--release", "-p", "alternator-routing", "--example", "affinity_oracle"],
             cwd=ROOT,
             check=True,
             timeout=900,
