@@ -13,7 +13,7 @@ use crate::config::ValidatedConfig;
 use crate::discovery::task::NodeDiscovery;
 use crate::discovery::DiscoveryPlan;
 use crate::dns::{DnsConfig, DnsListenError, DnsSockets, Zone};
-use crate::ring::RingDiscovery;
+use crate::ring_discovery::RingDiscovery;
 use crate::state::AgentState;
 use crate::transport::Transport;
 
@@ -83,7 +83,7 @@ where
         ))
     });
     let transport = Arc::new(transport);
-    let ring_discovery = config.ring.clone().map(|ring| {
+    let ring_discovery = config.ring_discovery.clone().map(|ring| {
         info!(tables = ?ring.tables, signed = ring.credentials.is_some(), "ring discovery on");
         let task = RingDiscovery::new(ring, config.port, transport.clone(), state.clone());
         tokio::spawn(task.run(stop_rx.clone()))

@@ -145,7 +145,7 @@ pub struct Config {
     /// The DNS listener; `None`: off.
     pub dns: Option<DnsConfig>,
     /// Ring discovery; `None`: off.
-    pub ring: Option<RingConfig>,
+    pub ring_discovery: Option<RingConfig>,
 }
 
 impl Config {
@@ -176,7 +176,7 @@ impl Config {
             probe_concurrency: DEFAULT_PROBE_CONCURRENCY as usize,
             cluster_name: "alternator".to_owned(),
             dns: None,
-            ring: None,
+            ring_discovery: None,
         }
     }
 
@@ -256,7 +256,7 @@ impl Config {
         if let Some(dns) = &self.dns {
             dns.check()?;
         }
-        if let Some(ring) = &self.ring {
+        if let Some(ring) = &self.ring_discovery {
             validate_ring(ring)?;
         }
         match (&self.tls, self.scheme) {

@@ -12,7 +12,7 @@
 //!   `override_host` requires) matches the snapshot;
 //! - `/metrics`, `/healthz`, `/readyz`;
 //! - optionally DNS ([`dns`]): A/AAAA answers for a zone, for applications without Envoy;
-//! - optionally token ownership ([`ring`]): per table, read through Alternator's internal
+//! - optionally token ownership ([`ring_discovery`]): per table, read through Alternator's internal
 //!   tables (signed with [`sigv4`] when authorization is enforced), carried in the snapshot.
 //!
 //! The service is [`run`]`(config, sockets, transport, shutdown)`, with a configuration that
@@ -32,7 +32,7 @@ pub mod discovery;
 pub mod dns;
 pub mod eds;
 pub mod metrics;
-pub mod ring;
+pub mod ring_discovery;
 pub mod sigv4;
 pub mod state;
 pub mod topology;

@@ -47,7 +47,7 @@ pub struct AgentState {
     pub snapshot: watch::Sender<Option<Arc<PublishedSnapshot>>>,
     /// Token ownership from ring discovery; `None` until its first accepted ring (and always
     /// with ring discovery off).
-    pub ring: watch::Sender<Option<Arc<PublishedRing>>>,
+    pub published_ring: watch::Sender<Option<Arc<PublishedRing>>>,
     /// Counters and gauges of every subsystem.
     pub metrics: Metrics,
     /// EDS cluster name.
@@ -62,7 +62,7 @@ impl AgentState {
     pub fn new(cluster_name: String, idle_after: Duration) -> Self {
         AgentState {
             snapshot: watch::channel(None).0,
-            ring: watch::channel(None).0,
+            published_ring: watch::channel(None).0,
             metrics: Metrics::default(),
             cluster_name,
             idle_after,

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use alternator_discovery_agent::config::RingTables;
-use alternator_discovery_agent::ring::client::CallError;
+use alternator_discovery_agent::ring_discovery::client::CallError;
 use alternator_discovery_agent::sigv4::{Credentials, Secret};
 use alternator_discovery_agent::Config;
 use alternator_routing::ring::Layout;
@@ -401,7 +401,7 @@ async fn signed_ring_reads_are_accepted_and_secrets_stay_out_of_logs() {
     fake.add_table("users", FakeLayout::Tablets(tablets(4, 3, 2)));
     fake.edit(|m| m.auth = Some("AKIDRING".to_owned()));
     let mut config = ring_config(&fake, named(&["users"]));
-    config.ring.as_mut().unwrap().credentials = Some(Credentials {
+    config.ring_discovery.as_mut().unwrap().credentials = Some(Credentials {
         access_key_id: "AKIDRING".into(),
         secret_access_key: Secret::new("ring-secret-never-logged"),
     });

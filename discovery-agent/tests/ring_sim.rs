@@ -234,7 +234,8 @@ async fn enforced_authorization_with_and_without_credentials() {
 
     // With them: the ring.
     let mut config = agent_config(&sim, RingTables::All);
-    config.ring.as_mut().unwrap().credentials = Some(sim_signer("sim-secret").credentials);
+    config.ring_discovery.as_mut().unwrap().credentials =
+        Some(sim_signer("sim-secret").credentials);
     let with = AgentUnderTest::start(config).await;
     ring_matches(&with, &sim, "users").await;
     assert_eq!(ring_refreshes(&with, "refused").await, 0.0);

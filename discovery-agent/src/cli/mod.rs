@@ -331,7 +331,7 @@ impl Cli {
                     scope_mode: self.dns_scope_mode.into(),
                 }),
             },
-            ring,
+            ring_discovery: ring,
         };
         config.validate()
     }

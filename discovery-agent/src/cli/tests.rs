@@ -201,10 +201,13 @@ fn ring_cli(args: &[&str], env: &[(&str, &str)]) -> Result<ValidatedConfig, Stri
 #[test]
 fn ring_discovery_is_off_by_default_and_has_documented_defaults() {
     let c = ring_cli(&[], &[("AWS_ACCESS_KEY_ID", "AKID")]).unwrap();
-    assert!(c.ring.is_none(), "AWS variables alone do not turn it on");
+    assert!(
+        c.ring_discovery.is_none(),
+        "AWS variables alone do not turn it on"
+    );
     let ring = ring_cli(&["--ring-tables", "all"], &[])
         .unwrap()
-        .ring
+        .ring_discovery
         .clone()
         .unwrap();
     assert_eq!(ring, RingConfig::new(RingTables::All));
@@ -218,7 +221,7 @@ fn ring_discovery_is_off_by_default_and_has_documented_defaults() {
         &[],
     )
     .unwrap()
-    .ring
+    .ring_discovery
     .clone()
     .unwrap();
     assert_eq!(
@@ -229,7 +232,7 @@ fn ring_discovery_is_off_by_default_and_has_documented_defaults() {
 
 #[test]
 fn ring_credentials_come_from_flags_a_file_or_the_aws_variables() {
-    let key = |c: ValidatedConfig| c.ring.clone().unwrap().credentials.unwrap();
+    let key = |c: ValidatedConfig| c.ring_discovery.clone().unwrap().credentials.unwrap();
     let aws = [
         ("AWS_ACCESS_KEY_ID", "AKIDENV"),
         ("AWS_SECRET_ACCESS_KEY", "env-secret"),

@@ -78,7 +78,7 @@ impl<T: Transport> NodeDiscovery<T> {
             probe_permits: Arc::new(Semaphore::new(config.probe_concurrency)),
             probes: JoinSet::new(),
             last_refresh: None,
-            ring_discovery_on: config.ring.is_some(),
+            ring_discovery_on: config.ring_discovery.is_some(),
         }
     }
 
@@ -87,7 +87,7 @@ impl<T: Transport> NodeDiscovery<T> {
         let mut next_refresh = Instant::now();
         let mut stop_during_refresh = stop.clone();
         let state = self.state.clone();
-        let mut ring_updates = state.ring.subscribe();
+        let mut ring_updates = state.published_ring.subscribe();
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
             let probe_due = self.topology.next_probe_due().unwrap_or(far);
@@ -282,7 +282,7 @@ impl<T: Transport> NodeDiscovery<T> {
         let current = self.state.current();
         let mut candidate = NodeSnapshot::new(0, now_ms, self.scheme, self.port, nodes);
         // Ring indices point into this node list: attach the ring to every rebuilt snapshot.
-        let ring = self.state.ring.borrow().clone();
+        let ring = self.state.published_ring.borrow().clone();
         if let Some(ring) = ring.filter(|r| !r.tables.is_empty()) {
             candidate = candidate.with_ring(ring.version, &ring.tables);
         }

@@ -9,8 +9,8 @@ use super::{
     Exposition, Family, Seconds, RING_LAST_SUCCESS, RING_REFRESHES, RING_REJECTED, RING_REQUESTS,
     RING_ROWS_SKIPPED, RING_TABLES, RING_VERSION,
 };
-use crate::ring::client::Call;
-use crate::ring::rows::Skipped;
+use crate::ring_discovery::client::Call;
+use crate::ring_discovery::rows::Skipped;
 
 /// How a ring discovery round ended (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use alternator_discovery_agent::config::{RingConfig, RingTables};
 use alternator_discovery_agent::dns::DnsSockets;
-use alternator_discovery_agent::ring::client::Client;
+use alternator_discovery_agent::ring_discovery::client::Client;
 use alternator_discovery_agent::sigv4::{Credentials, Secret, Signer};
 use alternator_discovery_agent::transport::{HttpTransport, Transport};
 use alternator_discovery_agent::{Config, Sockets, ValidatedConfig};
@@ -378,7 +378,7 @@ pub fn fast_ring_config(
     ring.refresh_active = Duration::from_millis(150);
     ring.refresh_idle = Duration::from_millis(150);
     ring.request_timeout = request_timeout;
-    config.ring = Some(ring);
+    config.ring_discovery = Some(ring);
     config
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::ring::rows::Item;
+use crate::ring_discovery::rows::Item;
 use crate::sigv4::{Request, Signer};
 use crate::transport::{authority, Answer, FetchError, Transport};
 

@@ -649,7 +649,7 @@ impl<T: Transport> RingDiscovery<T> {
         metrics.set_tables(tables.len());
         let unchanged = self
             .state
-            .ring
+            .published_ring
             .borrow()
             .as_ref()
             .is_some_and(|view| view.tables == tables);
@@ -667,10 +667,12 @@ impl<T: Transport> RingDiscovery<T> {
             tables = tables.len(),
             "ring changed"
         );
-        self.state.ring.send_replace(Some(Arc::new(PublishedRing {
-            version: self.version,
-            tables,
-        })));
+        self.state
+            .published_ring
+            .send_replace(Some(Arc::new(PublishedRing {
+                version: self.version,
+                tables,
+            })));
     }
 }
 
