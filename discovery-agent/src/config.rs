@@ -15,7 +15,7 @@ use alternator_routing::health::{
 };
 use alternator_routing::scope::{Scope, ScopeMode, ScopePolicy};
 
-use crate::dns::{DnsConfig, DnsConfigError};
+use crate::dns::config::{DnsConfig, DnsConfigError};
 use crate::sigv4::credentials::CredentialsFileError;
 use crate::sigv4::Credentials;
 

@@ -19,8 +19,7 @@ use clap::{Parser, ValueEnum};
 use crate::config::{
     Config, ConfigError, RingConfig, RingTables, TlsTrust, ValidatedConfig, DEFAULT_RING_REGION,
 };
-use crate::dns::config::parse_zone;
-use crate::dns::{DnsConfig, DEFAULT_ZONE};
+use crate::dns::config::{parse_zone, DnsConfig, DEFAULT_ZONE};
 use crate::sigv4::credentials::read_credentials_file;
 use crate::sigv4::{Credentials, Secret};
 pub use duration::parse_duration;
