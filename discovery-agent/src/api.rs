@@ -199,6 +199,7 @@ async fn nodes(
         (Some(_), None) => false,
     };
     if query.wait > 0 && unchanged(&updates.borrow_and_update()) {
+        let _waiting = state.metrics.api.long_poll();
         let deadline = tokio::time::sleep(Duration::from_secs(query.wait));
         tokio::select! {
             _ = deadline => {}

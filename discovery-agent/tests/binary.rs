@@ -191,7 +191,19 @@ async fn sigterm_answers_long_polls_and_exits_0() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM only once the agent holds the poll (not while it is still on its way).
+    eventually(
+        Duration::from_secs(30),
+        "the agent holds the long poll",
+        || async {
+            let metrics = common::http(addr, "GET", "/metrics", &[], "").await;
+            metrics
+                .body
+                .lines()
+                .any(|l| l == "alternator_agent_long_polls_waiting 1")
+        },
+    )
+    .await;
 
     let pid = child.id().unwrap().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

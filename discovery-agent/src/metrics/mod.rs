@@ -154,6 +154,12 @@ pub const API_REQUESTS: Family = family(
     &["endpoint", "code"],
     "API requests served, by endpoint and status.",
 );
+pub const LONG_POLLS_WAITING: Family = family(
+    "alternator_agent_long_polls_waiting",
+    Kind::Gauge,
+    &[],
+    "Long polls of /v1/nodes held open, waiting for a change.",
+);
 // DNS.
 pub const DNS_QUERIES: Family = family(
     "alternator_agent_dns_queries_total",
@@ -224,7 +230,7 @@ pub const RING_LAST_SUCCESS: Family = family(
 );
 
 /// Every family the agent exports, in the order `/metrics` writes them.
-pub const FAMILIES: [Family; 25] = [
+pub const FAMILIES: [Family; 26] = [
     REFRESHES,
     REFRESH_ROUNDS,
     REFRESH_ROUNDS_FAILED,
@@ -239,6 +245,7 @@ pub const FAMILIES: [Family; 25] = [
     READY,
     ACTIVE_CADENCE,
     API_REQUESTS,
+    LONG_POLLS_WAITING,
     DNS_QUERIES,
     DNS_RESPONSES,
     DNS_TRUNCATED,
