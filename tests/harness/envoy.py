@@ -185,28 +185,38 @@ def listener_via_lds(rendered: str, lds_dir: pathlib.Path) -> str:
 
     doc = yaml.safe_load(rendered)
     listeners = doc["static_resources"].pop("listeners")
-    lds_dir.mkdir(parents=True, exist_ok=True)
     write_lds(lds_dir, listeners)
-    doc["dynamic_resources"] = {
-        "lds_config": {
-            "resource_api_version": "V3",
-            "path_config_source": {
-                "path": str(lds_dir / "listeners.yaml"),
-                "watched_directory": {"path": str(lds_dir)},
-            },
-        }
-    }
+    doc["dynamic_resources"] = {"lds_config": file_config_source(lds_dir / LDS_FILE)}
     return yaml.safe_dump(doc)
 
 
+LDS_FILE = "listeners.yaml"
+EDS_FILE = "endpoints.json"
+
+
+def file_config_source(path: pathlib.Path) -> dict:
+    """An xDS config source reading `path`, reloaded when `publish_file` replaces it."""
+    return {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
+    }
+
+
+def publish_file(path: pathlib.Path, text: str):
+    """Writes a watched xDS file: aside first, then moved into the watched directory, the
+    atomic update Envoy's file watch reacts to."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent.parent / (path.parent.name + ".staging" + path.suffix)
+    staging.write_text(text)
+    os.replace(staging, path)
+
+
 def write_lds(lds_dir: pathlib.Path, listeners: list):
-    """Publishes `listeners` as the LDS file: written aside, then moved into the watched
-    directory, the atomic update Envoy's file watch reacts to."""
+    """Publishes `listeners` as the LDS file (`publish_file`)."""
     import yaml
 
-    staging = lds_dir.parent / (lds_dir.name + ".staging.yaml")
-    staging.write_text(yaml.safe_dump({"resources": [dict(lst, **{"@type": LISTENER_TYPE}) for lst in listeners]}))
-    os.replace(staging, lds_dir / "listeners.yaml")
+    resources = [dict(lst, **{"@type": LISTENER_TYPE}) for lst in listeners]
+    publish_file(lds_dir / LDS_FILE, yaml.safe_dump({"resources": resources}))
 
 
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -221,30 +231,19 @@ def eds_via_file(rendered: str, eds_dir: pathlib.Path) -> str:
 
     doc = yaml.safe_load(rendered)
     (cluster,) = [c for c in doc["static_resources"]["clusters"] if c["name"] == "alternator"]
-    eds_dir.mkdir(parents=True, exist_ok=True)
-    if not (eds_dir / "endpoints.json").exists():
+    if not (eds_dir / EDS_FILE).exists():
         raise FileNotFoundError(f"write_eds({eds_dir}, ...) before Envoy starts")
-    cluster["eds_cluster_config"]["eds_config"] = {
-        "resource_api_version": "V3",
-        "path_config_source": {
-            "path": str(eds_dir / "endpoints.json"),
-            "watched_directory": {"path": str(eds_dir)},
-        },
-    }
+    cluster["eds_cluster_config"]["eds_config"] = file_config_source(eds_dir / EDS_FILE)
     return yaml.safe_dump(doc)
 
 
 def write_eds(eds_dir: pathlib.Path, discovery_response: dict):
     """Publishes an EDS DiscoveryResponse (as the agent's `/v3/discovery:endpoints` answers it)
-    as the file `eds_via_file` points Envoy at: written aside, then moved into the watched
-    directory, the atomic update Envoy's file watch reacts to."""
+    as the file `eds_via_file` points Envoy at (`publish_file`)."""
     resources = discovery_response.get("resources", [])
     if not resources or any(r.get("@type") != ENDPOINTS_TYPE for r in resources):
         raise ValueError(f"not an EDS answer with ClusterLoadAssignment resources: {discovery_response!r}")
-    eds_dir.mkdir(parents=True, exist_ok=True)
-    staging = eds_dir.parent / (eds_dir.name + ".staging.json")
-    staging.write_text(json.dumps(discovery_response))
-    os.replace(staging, eds_dir / "endpoints.json")
+    publish_file(eds_dir / EDS_FILE, json.dumps(discovery_response))
 
 
 _base_id_counter = [0]
