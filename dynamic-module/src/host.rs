@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alternator_engine::host::{Host, LogLevel, MetricKind, SharedError, Stream};
 
 use crate::abi::{Attribute, ConfigHandle, FilterHandle, HeaderMap, Level};
-use crate::module::Shared;
+use crate::module::ConfigShared;
 use crate::store::STORE;
 
 /// A counter series the engine defined: its family's Envoy id, its label values, and what
@@ -76,13 +76,13 @@ enum Series {
 /// One thread's host for one filter configuration (see the module docs).
 #[derive(Debug, Clone)]
 pub struct EnvoyHost {
-    shared: Arc<Shared>,
+    shared: Arc<ConfigShared>,
     /// The series the engine defined on this thread; its metric ids index this list.
     series: Rc<RefCell<Vec<Series>>>,
 }
 
 impl EnvoyHost {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<ConfigShared>) -> Self {
         EnvoyHost {
             shared,
             series: Rc::default(),

@@ -59,7 +59,7 @@ pub fn panics_pending() -> u64 {
 /// What one filter configuration shares with every thread: its Envoy handle, its raw
 /// configuration (each worker thread parses its own copy) and its metric families.
 #[derive(Debug)]
-pub struct Shared {
+pub struct ConfigShared {
     pub id: u64,
     pub config: Arc<dyn ConfigHandle>,
     bytes: Vec<u8>,
@@ -69,7 +69,7 @@ pub struct Shared {
     alive: AtomicBool,
 }
 
-impl Shared {
+impl ConfigShared {
     /// Envoy's id of the metric family `name`.
     pub fn metric_family(&self, name: &str) -> Option<usize> {
         self.families
@@ -95,7 +95,7 @@ static DEAD_ROOTS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 /// One Envoy filter configuration (what Envoy's opaque configuration pointer points to).
 #[derive(Debug)]
 pub struct ModuleConfig {
-    shared: Arc<Shared>,
+    shared: Arc<ConfigShared>,
     ticker: Option<Ticker>,
 }
 
@@ -188,7 +188,7 @@ fn config_new(config: Arc<dyn ConfigHandle>, name: &[u8], bytes: &[u8]) -> Optio
         }
     }
     let panics = config.define_metric(false, PANICS_METRIC, &[]);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ConfigShared {
         id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
         config: Arc::clone(&config),
         bytes: bytes.to_vec(),
@@ -325,7 +325,7 @@ fn config_callout_done(config: &ModuleConfig, callout_id: u64, answer: CalloutAn
 /// One worker thread's engine worker for one configuration.
 #[derive(Debug)]
 struct WorkerSlot {
-    shared: Arc<Shared>,
+    shared: Arc<ConfigShared>,
     host: EnvoyHost,
     worker: Rc<Worker<EnvoyHost>>,
     seen_generation: Cell<u64>,
@@ -364,7 +364,7 @@ impl WorkerSlot {
 }
 
 /// This thread's worker for `shared`, built on first use.
-fn worker_for(shared: &Arc<Shared>) -> Option<Rc<WorkerSlot>> {
+fn worker_for(shared: &Arc<ConfigShared>) -> Option<Rc<WorkerSlot>> {
     WORKERS.with_borrow_mut(|slots| {
         if let Some(slot) = slots.iter().find(|s| s.shared.id == shared.id) {
             return Some(Rc::clone(slot));
